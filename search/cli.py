@@ -1,0 +1,49 @@
+"""The `cxrtune` command line: one subcommand per user task, errors printed in one line.
+
+Each area registers its own subcommands (search/cli_*.py) so this file stays a dispatcher.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from data.errors import DataError
+from search.errors import SearchError
+from spaces.errors import SpaceError
+from trainables.errors import TrainableConfigError, WeightsError
+
+# Modules that each define `register(subparsers)`; imported eagerly, so they must import
+# TensorFlow/Ray only inside their command functions (keeps `cxrtune --help` fast).
+COMMAND_MODULES = ("search.cli_data", "search.cli_train", "search.cli_search", "search.cli_results")
+
+USER_ERRORS = (DataError, SpaceError, TrainableConfigError, WeightsError, SearchError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cxrtune",
+        description="Search transfer-learning strategies for small chest X-ray datasets.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except USER_ERRORS as error:
+        print(f"cxrtune {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"cxrtune {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
