@@ -15,7 +15,16 @@ from trainables.errors import TrainableConfigError, WeightsError
 
 # Modules that each define `register(subparsers)`; imported eagerly, so they must import
 # TensorFlow/Ray only inside their command functions (keeps `cxrtune --help` fast).
-COMMAND_MODULES = ("search.cli_data", "search.cli_train", "search.cli_search", "search.cli_results")
+COMMAND_MODULES = (
+    "search.cli_synth",
+    "search.cli_prepare",
+    "search.cli_folds",
+    "search.cli_spaces",
+    "search.cli_train",
+    "search.cli_search",
+    "search.cli_results",
+    "search.cli_demo",
+)
 
 USER_ERRORS = (DataError, SpaceError, TrainableConfigError, WeightsError, SearchError)
 
