@@ -1,0 +1,139 @@
+"""Fold aggregation: trials.csv (one row per config and fold) -> one row per config.
+
+What each column of the fold table means (all per config, over its folds):
+
+- config params (`config_id`, `backbone`, `method`, ...): copied from the config's first trial row.
+- `n_folds`: folds the search has for this config (the distinct `fold` values of the whole trials table,
+  unless the caller says how many); `n_folds_done`: folds whose trial ended normally (Ray status
+  TERMINATED, whether it ran all its epochs or was stopped by the scheduler); `complete`: every fold done.
+- `epochs_done_min` / `epochs_done_max`: epochs trained by the shortest and longest fold; `stopped_early`:
+  some done fold trained fewer epochs than the config asked for (the scheduler cut it).
+- `cv_<metric>_mean` / `cv_<metric>_std`: mean and sample standard deviation (ddof=1, NaN for one fold) of
+  the metric's last reported value over the done folds; for every `val_*` and `train_*` metric, per-class
+  `val_auc_<category>` included. A fold where a metric could not be computed (e.g. a category with no
+  positives in its validation part) is left out of that metric's mean, not counted as zero.
+- `trainable_params`, `total_params`: the model's parameter counts (the same for every fold).
+- `steady_epoch_time_s`: mean over done folds of each trial's steady-state epoch time (seconds per epoch
+  over the epochs without graph tracing, as measured by the trial); NaN when no fold had such an epoch.
+- `gpu_seconds_per_epoch`: mean over done folds of gpus x steady_epoch_time_s (GPU-seconds for one epoch;
+  0 on CPU-only trials, where `cpu_seconds_per_epoch` = cpus x steady_epoch_time_s says the cost instead).
+- `total_gpu_seconds`: sum over every fold trial (done or not) of gpus x its training time in seconds:
+  Ray's `time_total_s` when trials.csv has it, else epochs_done x epoch time (steady when known).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from search.errors import SearchError
+
+# The config keys of ARCHITECTURE.md section 5, in the order tables show them.
+CONFIG_COLUMNS = (
+    "config_id", "backbone", "method", "freeze", "source_weights", "image_size", "epochs",
+    "batch_size", "learning_rate", "dropout", "frozen_bn", "seed",
+)
+# Ray Tune's name for a trial that ended without error (finished or stopped by the scheduler).
+DONE_STATUSES = frozenset({"TERMINATED"})
+# Per-trial columns that are bookkeeping or cost, not metrics to average as cv_<name>_mean.
+NOT_METRICS = frozenset({
+    "fold", "status", "stop_reason", "epochs_done", "epoch", "traced", "gpus", "cpus",
+    "trainable_params", "total_params", "epoch_time_s", "steady_epoch_time_s", "images_per_s",
+    "time_total_s", "training_iteration",
+})
+REQUIRED_COLUMNS = ("config_id", "fold")
+
+
+def metric_columns(trials: pd.DataFrame) -> list[str]:
+    """The per-trial metric columns to aggregate: every numeric `val_*` or `train_*` column."""
+    return [
+        name for name in trials.columns
+        if name.startswith(("val_", "train_")) and name not in NOT_METRICS
+        and pd.api.types.is_numeric_dtype(trials[name])
+    ]
+
+
+def category_auc_columns(columns) -> list[str]:
+    """`val_auc_<category>` columns (per-class AUC), without the count of labels scored."""
+    return [
+        name for name in columns
+        if name.startswith("val_auc_") and name != "val_auc_labels_scored"
+    ]
+
+
+def _numeric(trials: pd.DataFrame, name: str) -> pd.Series:
+    if name not in trials.columns:
+        return pd.Series(np.nan, index=trials.index, dtype=float)
+    return pd.to_numeric(trials[name], errors="coerce").astype(float)
+
+
+def _trial_costs(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per-trial cost figures, in seconds, GPU-seconds and CPU-seconds."""
+    steady = _numeric(trials, "steady_epoch_time_s")
+    gpus = _numeric(trials, "gpus").fillna(0.0)
+    cpus = _numeric(trials, "cpus").fillna(0.0)
+    per_epoch = steady.fillna(_numeric(trials, "epoch_time_s"))
+    estimated_total = _numeric(trials, "epochs_done").fillna(0.0) * per_epoch
+    train_seconds = _numeric(trials, "time_total_s").fillna(estimated_total)
+    return pd.DataFrame({
+        "steady_epoch_time_s": steady,
+        "gpu_seconds_per_epoch": gpus * steady,
+        "cpu_seconds_per_epoch": cpus * steady,
+        "train_seconds": train_seconds,
+        "gpu_seconds": gpus * train_seconds,
+    }, index=trials.index)
+
+
+def fold_table(trials: pd.DataFrame, *, n_folds: int | None = None) -> pd.DataFrame:
+    """One row per config from one row per (config, fold) trial; see the module docstring for columns.
+
+    `n_folds` is how many folds each config should have; by default the number of distinct folds in
+    `trials` (a config with a fold not yet started then shows `complete == False`).
+    """
+    missing = [name for name in REQUIRED_COLUMNS if name not in trials.columns]
+    if missing:
+        raise SearchError(
+            f"trials table lacks column(s) {missing}; it has {list(trials.columns)} "
+            "(expected trials.csv as ARCHITECTURE.md section 7 lays it out)"
+        )
+    trials = trials.reset_index(drop=True)
+    metrics = metric_columns(trials)
+    if n_folds is None:
+        n_folds = int(trials["fold"].nunique())
+    status = trials["status"].astype(str).str.upper() if "status" in trials else None
+    done = status.isin(DONE_STATUSES) if status is not None else pd.Series(True, index=trials.index)
+    costs = _trial_costs(trials)
+    config_epochs = _numeric(trials, "epochs")
+    epochs_done = _numeric(trials, "epochs_done")
+
+    rows = []
+    for config_id, group in trials.groupby("config_id", sort=False):
+        index = group.index
+        done_index = index[done.loc[index].to_numpy()]
+        first = group.iloc[0]
+        row = {name: first[name] for name in CONFIG_COLUMNS if name in group.columns}
+        row["n_folds"] = n_folds
+        row["n_folds_done"] = int(group.loc[done_index, "fold"].nunique())
+        row["complete"] = row["n_folds_done"] >= n_folds
+        row["epochs_done_min"] = epochs_done.loc[done_index].min()
+        row["epochs_done_max"] = epochs_done.loc[done_index].max()
+        row["stopped_early"] = bool(
+            (epochs_done.loc[done_index] < config_epochs.loc[done_index]).any()
+        )
+        for metric in metrics:
+            values = _numeric(trials, metric).loc[done_index].dropna()
+            row[f"cv_{metric}_mean"] = values.mean() if len(values) else np.nan
+            row[f"cv_{metric}_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
+        for name in ("trainable_params", "total_params"):
+            row[name] = _numeric(trials, name).loc[index].max()
+        for name in ("steady_epoch_time_s", "gpu_seconds_per_epoch", "cpu_seconds_per_epoch"):
+            row[name] = costs.loc[done_index, name].mean()
+        row["total_train_seconds"] = costs.loc[index, "train_seconds"].sum(min_count=1)
+        row["total_gpu_seconds"] = costs.loc[index, "gpu_seconds"].sum(min_count=1)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if "cv_val_auc_mean" not in table:
+        return table
+    # Best config first: the order `report` and `train-final` read it in.
+    return table.sort_values(
+        "cv_val_auc_mean", ascending=False, na_position="last", kind="stable"
+    ).reset_index(drop=True)
