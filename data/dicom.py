@@ -1,0 +1,204 @@
+"""Read one DICOM radiograph into a display-ready grayscale image.
+
+The chain, in the order the DICOM standard defines it (PS3.4 N.2):
+stored values -> Modality LUT (Rescale Slope/Intercept, or the Modality LUT Sequence that replaces them)
+-> VOI (VOI LUT Sequence, else Window Center/Width; the first of several; else robust percentiles)
+-> MONOCHROME1 inverted exactly once -> float32 in [0, 1], air dark and bone bright.
+
+pydicom is imported inside the functions so that importing `data` stays cheap.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data.errors import DataError
+
+GRAYSCALE_PHOTOMETRICS = ("MONOCHROME1", "MONOCHROME2")
+# Percentiles used when a file carries no VOI at all: they ignore collimator edges and burnt-in
+# labels (a few bright or dark pixels) that a plain min-max would stretch to the full range.
+FALLBACK_PERCENTILES = (0.5, 99.5)
+# The percentiles are taken on every 4th row and column: 1/16 of the pixels gives the same
+# values to well under one grey level of 8 bits, at 1/16 of the cost.
+PERCENTILE_STRIDE = 4
+
+
+class UnusableImageError(DataError):
+    """One input file cannot become a training image; `reason` is the short text for rejects.csv."""
+
+    def __init__(self, path: Path | str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.reason = reason
+
+
+def read_radiograph(path: Path | str) -> tuple[np.ndarray, dict[str, Any]]:
+    """Return (float32 image in [0, 1], air dark / bone bright, header facts) for one DICOM file.
+
+    Raises UnusableImageError for a file that is not a single-frame grayscale image with pixel data.
+    """
+    dataset, facts = read_dicom_header(path)
+    return decode_radiograph(dataset, facts, path), facts
+
+
+def read_dicom_header(path: Path | str):
+    """Parse a DICOM file (pixel data left encoded) and return (dataset, facts).
+
+    `facts` holds only what training and provenance need; `patient_id` is there so the caller can hash
+    it and must never be written out as it is.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        # force=True reads old-style files that have no 128-byte preamble and no file meta.
+        dataset = pydicom.dcmread(path, force=True)
+    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError) as error:
+        raise UnusableImageError(path, f"unreadable DICOM ({type(error).__name__})") from error
+    if len(dataset) == 0 or "SOPClassUID" not in dataset and "PixelData" not in dataset:
+        raise UnusableImageError(path, "unreadable DICOM (no data elements)")
+    _set_missing_transfer_syntax(dataset)
+    facts = _header_facts(dataset)
+    if "PixelData" not in dataset:
+        raise UnusableImageError(path, "no pixel data")
+    if facts["photometric"] not in GRAYSCALE_PHOTOMETRICS or facts["samples_per_pixel"] != 1:
+        raise UnusableImageError(
+            path, f"colour image (PhotometricInterpretation {facts['photometric'] or 'missing'}, "
+                  f"{facts['samples_per_pixel']} samples per pixel); accepted: MONOCHROME1, MONOCHROME2"
+        )
+    if facts["frames"] != 1:
+        raise UnusableImageError(path, f"multi-frame ({facts['frames']} frames); accepted: 1 frame")
+    return dataset, facts
+
+
+def decode_radiograph(dataset, facts: dict[str, Any], path: Path | str = "") -> np.ndarray:
+    """Decode the pixel data of a dataset from read_dicom_header and apply the display chain."""
+    stored = decode_stored_values(dataset, path)
+    return display_image(stored, dataset, facts)
+
+
+def decode_stored_values(dataset, path: Path | str = "") -> np.ndarray:
+    """The stored pixel values (pydicom's pixel_array), or UnusableImageError naming why not."""
+    try:
+        stored = dataset.pixel_array
+    except NotImplementedError as error:
+        syntax = dataset.file_meta.get("TransferSyntaxUID", "unknown")
+        hint = " (12-bit JPEG Extended: install the [gpl-codecs] extra)" if syntax == "1.2.840.10008.1.2.4.51" else ""
+        raise UnusableImageError(path, f"no decoder for transfer syntax {syntax}{hint}") from error
+    except (ValueError, RuntimeError, OSError, EOFError, AttributeError, TypeError, KeyError) as error:
+        raise UnusableImageError(path, f"unreadable or truncated pixel data ({type(error).__name__})") from error
+    if stored.ndim != 2:
+        raise UnusableImageError(path, f"pixel data has shape {stored.shape}; accepted: one 2-D grayscale frame")
+    return stored
+
+
+def display_image(stored: np.ndarray, dataset, facts: dict[str, Any]) -> np.ndarray:
+    """Modality LUT -> VOI -> MONOCHROME1 inversion; returns float32 in [0, 1] and records the VOI used."""
+    from pydicom.pixels import apply_modality_lut
+
+    values = apply_modality_lut(stored, dataset).astype(np.float32, copy=False)
+    if "VOILUTSequence" in dataset and len(dataset.VOILUTSequence) > 0:
+        image = _apply_voi_lut_sequence(values, dataset)
+        facts["voi"] = "voi_lut_sequence"
+    elif _first_number(dataset.get("WindowCenter")) is not None and (_first_number(dataset.get("WindowWidth")) or 0) > 0:
+        image = _apply_window(values, dataset)
+        facts["voi"] = "window"
+    else:
+        image = _apply_percentile_window(values)
+        facts["voi"] = "percentile"
+    # MONOCHROME1 means "high values are dark". A PresentationLUTShape of INVERSE is the standard's
+    # companion of MONOCHROME1 (DX IOD), not a second inversion, so it is not applied again.
+    if facts["photometric"] == "MONOCHROME1":
+        image = 1.0 - image
+    facts["inverted"] = facts["photometric"] == "MONOCHROME1"
+    return np.clip(image, 0.0, 1.0).astype(np.float32, copy=False)
+
+
+def _set_missing_transfer_syntax(dataset) -> None:
+    """Old-style files have no file meta: name the syntax pydicom actually used to parse them."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    if getattr(dataset, "file_meta", None) is None:
+        dataset.file_meta = FileMetaDataset()
+    if "TransferSyntaxUID" in dataset.file_meta:
+        return
+    implicit_vr, little_endian = dataset.original_encoding
+    if implicit_vr:
+        dataset.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    else:
+        dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian if little_endian else ExplicitVRBigEndian
+
+
+def _header_facts(dataset) -> dict[str, Any]:
+    rows, cols = int(dataset.get("Rows") or 0), int(dataset.get("Columns") or 0)
+    spacing = _positive_pair(dataset.get("PixelSpacing")) or _positive_pair(dataset.get("ImagerPixelSpacing"))
+    return {
+        "modality": str(dataset.get("Modality") or "").strip().upper(),
+        "view_position": str(dataset.get("ViewPosition") or "").strip().upper(),
+        "photometric": str(dataset.get("PhotometricInterpretation") or "").strip().upper(),
+        "samples_per_pixel": int(dataset.get("SamplesPerPixel") or 1),
+        "frames": int(dataset.get("NumberOfFrames") or 1),
+        "bits_stored": int(dataset.get("BitsStored") or 0),
+        "rows": rows,
+        "cols": cols,
+        # PixelSpacing (row, col) in mm; 0 or absent means unknown, kept as None.
+        "pixel_spacing_row_mm": spacing[0] if spacing else None,
+        "pixel_spacing_col_mm": spacing[1] if spacing else None,
+        "sop_instance_uid": str(dataset.get("SOPInstanceUID") or "").strip(),
+        "transfer_syntax": str(dataset.file_meta.get("TransferSyntaxUID", "")),
+        "patient_id": str(dataset.get("PatientID") or "").strip(),
+    }
+
+
+def _positive_pair(value) -> tuple[float, float] | None:
+    try:
+        row, col = float(value[0]), float(value[1])
+    except (TypeError, ValueError, IndexError):
+        return None
+    return (row, col) if row > 0 and col > 0 else None
+
+
+def _first_number(value) -> float | None:
+    """Window Center/Width may be multi-valued: the first is the default view (PS3.3 C.11.2.1.2)."""
+    if value is None or value == "":
+        return None
+    try:
+        return float(value[0]) if hasattr(value, "__len__") and not isinstance(value, str) else float(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _apply_voi_lut_sequence(values: np.ndarray, dataset) -> np.ndarray:
+    """The first VOI LUT, rescaled from its own output range to [0, 1]."""
+    from pydicom.pixels import apply_voi
+
+    mapped = apply_voi(values, dataset, index=0).astype(np.float32, copy=False)
+    lut_values = np.asarray(dataset.VOILUTSequence[0].LUTData, dtype=np.float32)
+    low, high = float(lut_values.min()), float(lut_values.max())
+    if high <= low:
+        return np.zeros_like(mapped)
+    return (mapped - low) / (high - low)
+
+
+def _apply_window(values: np.ndarray, dataset) -> np.ndarray:
+    """Window Center/Width per PS3.3 C.11.2.1.2 (LINEAR, LINEAR_EXACT, SIGMOID), output in [0, 1]."""
+    center = _first_number(dataset.get("WindowCenter"))
+    width = _first_number(dataset.get("WindowWidth"))
+    function = str(dataset.get("VOILUTFunction") or "LINEAR").strip().upper()
+    if function == "SIGMOID":
+        return 1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))
+    if function == "LINEAR_EXACT":
+        return (values - center) / width + 0.5
+    if width <= 1:  # LINEAR with width 1 is a threshold at the center
+        return (values >= center).astype(np.float32)
+    return (values - (center - 0.5)) / (width - 1.0) + 0.5
+
+
+def _apply_percentile_window(values: np.ndarray) -> np.ndarray:
+    sample = values[::PERCENTILE_STRIDE, ::PERCENTILE_STRIDE]
+    low, high = np.percentile(sample, FALLBACK_PERCENTILES)
+    if high <= low:
+        return np.zeros_like(values)
+    return (values - np.float32(low)) / np.float32(high - low)

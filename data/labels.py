@@ -1,0 +1,161 @@
+"""Taxonomies (sub-category names -> categories) and a hospital's labels CSV -> multi-hot columns.
+
+A taxonomy YAML (see ARCHITECTURE.md section 1) names the categories a model predicts and, for each, the
+sub-category names a labels CSV may use. "normal" sub-categories mean "no finding": no output column.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data.errors import DataError
+
+LABEL_SEPARATOR = "|"
+HOSPITAL_REQUIRED_COLUMNS = ("image", "labels")
+HOSPITAL_OPTIONAL_COLUMNS = ("patient_id",)
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    name: str
+    normal: tuple[str, ...]
+    categories: dict[str, tuple[str, ...]]  # category -> its sub-category names, in file order
+
+    def category_of(self) -> dict[str, str | None]:
+        """Each known sub-category name -> its category (None for the normal names)."""
+        mapping: dict[str, str | None] = {name: None for name in self.normal}
+        for category, subcategories in self.categories.items():
+            mapping.update({name: category for name in subcategories})
+        return mapping
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        body = {"name": self.name, "normal": list(self.normal),
+                "categories": {category: list(names) for category, names in self.categories.items()}}
+        return yaml.safe_dump(body, sort_keys=False)
+
+
+def builtin_taxonomies() -> list[str]:
+    folder = resources.files("data") / "taxonomies"
+    return sorted(entry.name.removesuffix(".yaml") for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+
+
+def load_taxonomy(name_or_path: str | Path) -> Taxonomy:
+    """A built-in taxonomy by name ("study", "nih") or a YAML file by path."""
+    import yaml
+
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        if not candidate.is_file():
+            raise DataError(f"taxonomy file {candidate} does not exist; give a YAML path or one of {builtin_taxonomies()}")
+        text, where = candidate.read_text(), str(candidate)
+    elif str(name_or_path) in builtin_taxonomies():
+        text = (resources.files("data") / "taxonomies" / f"{name_or_path}.yaml").read_text()
+        where = f"built-in taxonomy {name_or_path}"
+    else:
+        raise DataError(f"unknown taxonomy {str(name_or_path)!r}; accepted: a YAML path or one of {builtin_taxonomies()}")
+    try:
+        body = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise DataError(f"{where}: not valid YAML ({error.__class__.__name__})") from error
+    return _taxonomy_from_dict(body, where)
+
+
+def _taxonomy_from_dict(body, where: str) -> Taxonomy:
+    if not isinstance(body, dict) or not isinstance(body.get("categories"), dict) or not body["categories"]:
+        raise DataError(f"{where}: expected a mapping with 'name', 'normal' (list) and 'categories' "
+                        "(category: [sub-category, ...])")
+    normal = body.get("normal") or []
+    if isinstance(normal, str):
+        normal = [normal]
+    categories: dict[str, tuple[str, ...]] = {}
+    seen: dict[str, str] = {name: "normal" for name in map(str, normal)}
+    for category, names in body["categories"].items():
+        if isinstance(names, str):
+            names = [names]
+        if not isinstance(names, list) or not names:
+            raise DataError(f"{where}: category {category!r} needs a non-empty list of sub-category names")
+        for name in map(str, names):
+            if name in seen:
+                raise DataError(f"{where}: sub-category {name!r} is listed under both {seen[name]!r} and {category!r}")
+            seen[name] = str(category)
+        categories[str(category)] = tuple(map(str, names))
+    return Taxonomy(name=str(body.get("name") or Path(where).stem), normal=tuple(map(str, normal)), categories=categories)
+
+
+def split_label_names(text) -> list[str]:
+    """'a|b' -> ['a', 'b']; blank or NaN -> [] (an image with no label text at all)."""
+    if text is None or (isinstance(text, float) and np.isnan(text)):
+        return []
+    return [part.strip() for part in str(text).split(LABEL_SEPARATOR) if part.strip()]
+
+
+def encode_labels(label_texts: pd.Series, taxonomy: Taxonomy, *, where: str) -> pd.DataFrame:
+    """Multi-hot uint8 columns, one per taxonomy category (in taxonomy order), aligned to label_texts.
+
+    Raises DataError listing every label name the taxonomy does not cover, and rows with no label at all
+    (write the taxonomy's normal name, e.g. 'normal', for an image without findings).
+    """
+    mapping = taxonomy.category_of()
+    split = label_texts.map(split_label_names)
+    unknown = sorted({name for names in split for name in names if name not in mapping})
+    if unknown:
+        raise DataError(f"{where}: label names not in taxonomy {taxonomy.name!r}: {', '.join(unknown)}; "
+                        f"accepted: {', '.join(sorted(mapping))}")
+    empty = [str(index) for index, names in split.items() if not names]
+    if empty:
+        raise DataError(f"{where}: {len(empty)} row(s) have no labels (first: row {empty[0]}); "
+                        f"write {taxonomy.normal[0] if taxonomy.normal else 'a sub-category'!r} for no finding")
+    columns = list(taxonomy.categories)
+    encoded = np.zeros((len(split), len(columns)), dtype=np.uint8)
+    position = {category: index for index, category in enumerate(columns)}
+    for row, names in enumerate(split):
+        for name in names:
+            if mapping[name] is not None:
+                encoded[row, position[mapping[name]]] = 1
+    return pd.DataFrame(encoded, columns=columns, index=label_texts.index)
+
+
+def drop_rare_categories(labels: pd.DataFrame, min_images: int) -> tuple[list[str], dict[str, int]]:
+    """(kept categories in order, {dropped category: its image count}) for categories under min_images.
+
+    Images are kept: an image whose only finding is in a dropped category is still a true negative for
+    every kept category.
+    """
+    counts = labels.sum(axis=0).astype(int)
+    dropped = {category: int(count) for category, count in counts.items() if count < min_images}
+    kept = [category for category in labels.columns if category not in dropped]
+    if not kept:
+        raise DataError(f"every category has fewer than {min_images} images ({dict(counts)}); lower min_category_images")
+    return kept, dropped
+
+
+def read_hospital_labels(path: Path | str) -> pd.DataFrame:
+    """The labels CSV of a hospital folder: columns image, labels and optionally patient_id (all str)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"labels CSV {path} does not exist; expected columns: image, labels[, patient_id]")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DataError(f"labels CSV {path} cannot be read as CSV ({error.__class__.__name__}); "
+                        "expected columns: image, labels[, patient_id]") from error
+    table.columns = [str(column).strip() for column in table.columns]
+    missing = [column for column in HOSPITAL_REQUIRED_COLUMNS if column not in table.columns]
+    if missing:
+        raise DataError(f"labels CSV {path} lacks column(s) {', '.join(missing)}; found {list(table.columns)}; "
+                        "expected: image, labels[, patient_id]")
+    if table.empty:
+        raise DataError(f"labels CSV {path} has no rows")
+    table["image"] = table["image"].str.strip().str.replace("\\", "/", regex=False)
+    repeated = table["image"][table["image"].duplicated()].unique()
+    if len(repeated):
+        raise DataError(f"labels CSV {path} lists {len(repeated)} image(s) more than once (first: {repeated[0]}); "
+                        "give one row per image with labels joined by '|'")
+    keep = list(HOSPITAL_REQUIRED_COLUMNS) + [column for column in HOSPITAL_OPTIONAL_COLUMNS if column in table.columns]
+    return table[keep].reset_index(drop=True)
