@@ -16,7 +16,7 @@ from spaces import methods
 from spaces.configs import CONFIG_KEYS, validate_config
 from spaces.errors import SpaceError
 from spaces.presets import load_space
-from spaces.space import Distribution, Space
+from spaces.space import Distribution, Space, parse_space
 
 # The keys expanded per (backbone, method), in the order configs list them.
 PER_METHOD_KEYS = CONFIG_KEYS[3:]
@@ -53,8 +53,6 @@ def expand(space, *, seed: int = 0, overrides: dict | None = None, available_sou
         raise SpaceError(f"seed: {seed!r} is not accepted; give a whole number of at least 0")
     space = load_space(space)
     if overrides:
-        from spaces.space import parse_space
-
         given = {key: value for key, value in overrides.items() if value is not None}
         space = parse_space({**space.to_dict(), **given}, name=space.name)
     configs = _all_configs(space, seed)
@@ -80,7 +78,7 @@ def expand(space, *, seed: int = 0, overrides: dict | None = None, available_sou
 
 def _all_configs(space: Space, seed: int) -> list[dict]:
     configs: dict[str, dict] = {}  # by config_id: a grid point without draws repeats for num_samples
-    for backbone, method in itertools.product(space.choices("backbone", "A"), space.choices("method", "A")):
+    for backbone, method in itertools.product(space.choices("backbone"), space.choices("method")):
         grid, sampled = {}, {}
         for key in PER_METHOD_KEYS:
             choices = space.choices(key, method)

@@ -9,6 +9,8 @@ plus `num_samples` (draws of the distributions per grid point), `name` and `desc
 """
 from __future__ import annotations
 
+import copy
+import math
 from dataclasses import dataclass, field
 
 from spaces import methods
@@ -40,8 +42,6 @@ class Distribution:
 
         Rounded to 4 significant digits, so configs read well and hash the same on every machine.
         """
-        import math
-
         if self.kind == "loguniform":
             value = math.exp(math.log(self.low) + unit * (math.log(self.high) - math.log(self.low)))
         else:
@@ -63,13 +63,16 @@ class Space:
         mapping = {"name": self.name}
         if self.description:
             mapping["description"] = self.description
-        mapping.update(self.entries)
+        mapping.update(copy.deepcopy(self.entries))  # callers may edit it without changing this space
         mapping["num_samples"] = self.num_samples
         return mapping
 
-    def choices(self, key: str, method: str) -> list | Distribution:
-        """The values `key` takes for `method`: a list (a grid, maybe of one) or a Distribution."""
-        if method not in METHODS_USING.get(key, tuple(methods.METHODS)):
+    def choices(self, key: str, method: str | None = None) -> list | Distribution:
+        """The values `key` takes for `method`: a list (a grid, maybe of one) or a Distribution.
+
+        `backbone` and `method` are the same for every method: ask for them without one.
+        """
+        if method is not None and method not in METHODS_USING.get(key, tuple(methods.METHODS)):
             return _default_choices(key, method)
         entry = self.entries.get(key)
         if isinstance(entry, dict) and set(entry) <= set(methods.METHODS):

@@ -145,3 +145,11 @@ def test_the_expansion_is_a_plain_list_of_plain_values():
     assert isinstance(configs, list) and all(type(config) is dict for config in configs)
     for config in configs:
         assert all(type(value) in (str, int, float) for value in config.values())
+
+
+def test_the_expansion_and_its_dropped_configs_survive_pickling():
+    import pickle
+
+    configs = expand("demo", available_sources=["chestxray8"])
+    copied = pickle.loads(pickle.dumps(configs))
+    assert copied == configs and copied.dropped == configs.dropped and len(copied.dropped) == 3
