@@ -23,11 +23,7 @@ has no validation AUC for that category (trials leave it out and count it).
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -63,9 +59,10 @@ def assign_folds(table: pd.DataFrame, n_folds: int = 5, test_fraction: float = 0
 
     _warn_sparse_categories(positive_counts, label_cols, n_folds, test_fraction)
     fold_of = pd.Series(patient_fold, index=patients)
+    fold = fold_of.reindex(table[patient_col].to_numpy()).to_numpy()
     result = table.copy()
-    result["fold"] = fold_of.reindex(table[patient_col].to_numpy()).to_numpy()
-    result["split"] = np.where(result["fold"] == TEST_FOLD, TEST_SPLIT, CV_SPLIT)
+    result["split"] = np.where(fold == TEST_FOLD, TEST_SPLIT, CV_SPLIT)
+    result["fold"] = fold
     return result
 
 
@@ -173,41 +170,26 @@ def assign_prepared_folds(prepared_path, n_folds: int = 5, test_fraction: float 
     folds and `test_fraction` is ignored. Both files are replaced atomically. Returns the manifest and
     its categories.
     """
-    root = Path(prepared_path)
-    manifest_path, summary_path = root / "manifest.csv", root / "summary.json"
-    for required in (manifest_path, summary_path):
-        if not required.is_file():
-            raise DataError(f"{required} does not exist; expected a folder written by `cxrtune prepare` "
-                            "(manifest.csv + summary.json)")
-    manifest = pd.read_csv(manifest_path, dtype={"patient_key": str, "image_id": str})
-    summary = json.loads(summary_path.read_text())
-    categories = list(summary.get("categories", []))
+    from data.manifest import load_prepared, write_csv_atomic, write_json_atomic
+
+    prepared = load_prepared(prepared_path)
+    manifest, summary, categories = prepared.manifest, dict(prepared.summary), prepared.categories
     keeps_official_split = summary.get("format") == "nih" and "split" in manifest.columns
     if keeps_official_split:
         if not set(manifest["split"].unique()) <= {CV_SPLIT, TEST_SPLIT}:
-            raise DataError(f"{manifest_path}: column `split` must hold only 'cv'/'test' for NIH data")
+            raise DataError(f"{prepared.root / 'manifest.csv'}: column `split` must hold only 'cv'/'test' "
+                            "for NIH data")
         cv_rows = manifest["split"] == CV_SPLIT
-        folded = assign_folds(manifest[cv_rows], n_folds, 0.0, seed, label_cols=categories or None)
+        folded = assign_folds(manifest[cv_rows], n_folds, 0.0, seed, label_cols=categories)
         manifest["fold"] = TEST_FOLD
         manifest.loc[cv_rows, "fold"] = folded["fold"]
         test_fraction = float((~cv_rows).mean())
     else:
         manifest = assign_folds(manifest.drop(columns=["split", "fold"], errors="ignore"), n_folds,
-                                test_fraction, seed, label_cols=categories or None)
+                                test_fraction, seed, label_cols=categories)
     summary["folds"] = {"n_folds": int(n_folds), "test_fraction": float(test_fraction), "seed": int(seed),
                         "official_test_split": keeps_official_split}
-    _replace_atomically(manifest_path, manifest.to_csv(index=False))
-    _replace_atomically(summary_path, json.dumps(summary, indent=2) + "\n")
+    write_csv_atomic(prepared.root / "manifest.csv", manifest)
+    write_json_atomic(prepared.root / "summary.json", summary)
     return manifest, categories
 
-
-def _replace_atomically(path: Path, text: str) -> None:
-    """Write beside the target, then rename: readers see the old file or the new one, never half."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -126,6 +126,7 @@ def test_full_nih_table_official_split_kept_folds_disjoint_and_stratified(shared
 
 def write_prepared(root, table, fmt="hospital"):
     root.mkdir()
+    table = table.assign(image_path=[f"images/{image_id}.png" for image_id in table["image_id"]])
     table.to_csv(root / "manifest.csv", index=False)
     (root / "summary.json").write_text(json.dumps({"categories": LABELS, "format": fmt, "image_size": 64}))
     return root
@@ -144,6 +145,7 @@ def test_cli_writes_folds_into_manifest_and_summary_and_prints_counts(tmp_path, 
     assert "fold 2" in printed and "test" in printed and "patients" in printed
     assert str(int(expected.loc[expected["fold"] == 1, "d"].sum())) in printed
     assert not list(root.glob(".*.tmp"))
+    assert list(manifest.columns[-2:]) == ["split", "fold"]
 
 
 def test_cli_keeps_nih_official_test_split(tmp_path):
@@ -159,4 +161,4 @@ def test_cli_keeps_nih_official_test_split(tmp_path):
 
 def test_cli_reports_a_missing_manifest_in_one_line(tmp_path, capsys):
     assert main(["folds", str(tmp_path)]) == 2
-    assert "manifest.csv does not exist" in capsys.readouterr().err
+    assert "manifest.csv is missing" in capsys.readouterr().err
