@@ -1,5 +1,147 @@
-"""Subcommands of `cxrtune` (see search/cli.py). Filled in by the area that owns them."""
+"""`cxrtune report | pareto | train-final | predict`: what users take away from a search.
+
+TensorFlow, Ray and MLflow are imported inside the command functions (keeps `cxrtune --help` fast).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from search.errors import SearchError
+
+DEFAULT_OBJECTIVES = "cv_val_auc_mean:max,trainable_params:min"
 
 
 def register(subparsers) -> None:
-    """Add this area's subcommands to the `cxrtune` parser."""
+    """Add `report`, `pareto`, `train-final` and `predict` to the `cxrtune` parser."""
+    _register_report(subparsers)
+    _register_pareto(subparsers)
+    _register_train_final(subparsers)
+    _register_predict(subparsers)
+
+
+def _add_search_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", help="search name under --out, or a search folder")
+    parser.add_argument("--out", type=Path, default=Path("cxrtune-runs"),
+                        help="the folder searches were written to (default: ./cxrtune-runs)")
+
+
+def _register_report(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "report", help="study-layout tables of a search (Markdown + CSV), logged to MLflow",
+        description="Fold-aggregated tables in the study's layout (source weights x method, one per backbone and "
+        "metric: binary accuracy and AUC, mean ± std over folds) and per-class AUC. Written to "
+        "OUT/NAME/report/ and logged to the search's parent MLflow run.",
+    )
+    _add_search_arguments(parser)
+    parser.add_argument("--to", type=Path, default=None, help="write the files here (default: OUT/NAME/report)")
+    parser.set_defaults(func=_report)
+
+
+def _report(args) -> int:
+    from search.report import write_report
+    from search.results import load_search, log_to_parent_run
+
+    results = load_search(args.name, args.out)
+    paths = write_report(results, args.to or results.search_dir / "report")
+    print(paths["markdown"].read_text())
+    run_id = log_to_parent_run(results, paths.values(), "report")
+    print(f"written: {paths['markdown'].parent}" + (f"; logged to MLflow run {run_id}" if run_id else ""))
+    return 0
+
+
+def _register_pareto(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "pareto", help="cost-vs-accuracy Pareto front of a search (CSV, JSON, PNG), logged to MLflow",
+        description="Flag the configs on the Pareto front of two or more fold-table columns. Costs: "
+        "trainable_params, steady_epoch_time_s, gpu_seconds_per_epoch, total_gpu_seconds; metrics: "
+        "cv_<metric>_mean (e.g. cv_val_auc_mean). Only configs with every fold done count, unless --all-configs.",
+    )
+    _add_search_arguments(parser)
+    parser.add_argument("--objectives", default=DEFAULT_OBJECTIVES,
+                        help=f"COLUMN:max|min, comma-separated (default: {DEFAULT_OBJECTIVES})")
+    parser.add_argument("--all-configs", action="store_true",
+                        help="include configs whose folds are not all done")
+    parser.add_argument("--to", type=Path, default=None, help="write the files here (default: OUT/NAME)")
+    parser.set_defaults(func=_pareto)
+
+
+def _pareto(args) -> int:
+    from search.pareto import export_front, parse_objectives
+    from search.report import summary_lines
+    from search.results import load_search, log_to_parent_run
+
+    objectives = parse_objectives(args.objectives)
+    results = load_search(args.name, args.out)
+    table = results.table
+    if not args.all_configs:
+        table = table[table["complete"].astype(bool)]
+        if table.empty:
+            raise SearchError(
+                f"no config of search {results.name!r} has all its folds done yet; "
+                "pass --all-configs to use the folds done so far"
+            )
+    paths = export_front(table, objectives, args.to or results.search_dir)
+    import pandas as pd
+
+    flagged = pd.read_csv(paths["csv"], dtype={"config_id": str})
+    front = flagged[flagged["on_front"]]
+    print(f"Pareto front ({','.join(f'{k}:{v}' for k, v in objectives.items())}): "
+          f"{len(front)} of {len(flagged)} configs")
+    print("\n".join(summary_lines(front)))
+    run_id = log_to_parent_run(results, paths.values(), "pareto")
+    print(f"written: {', '.join(str(path) for path in paths.values())}"
+          + (f"; logged to MLflow run {run_id}" if run_id else ""))
+    return 0
+
+
+def _register_train_final(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train-final", help="retrain a config on all non-test data, evaluate on the test part, register it",
+        description="Retrain one config of a search (default: the best by cv_val_auc_mean among complete configs) "
+        "on every cv row, evaluate on the held-out test rows (per-class AUC, macro AUC with a bootstrap "
+        "confidence interval, binary accuracy), save a .keras model with its settings beside it, and log and "
+        "register it in MLflow.",
+    )
+    _add_search_arguments(parser)
+    parser.add_argument("--config", dest="config_id", default=None, help="config_id to train (default: the best)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the config's)")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the AUC interval")
+    parser.add_argument("--to", type=Path, default=None, help="write the model here (default: OUT/NAME/final)")
+    parser.set_defaults(func=_train_final)
+
+
+def _train_final(args) -> int:
+    from search.final import train_final
+
+    outcome = train_final(args.name, out_dir=args.out, config_id=args.config_id, epochs=args.epochs,
+                          n_bootstrap=args.bootstrap, model_dir=args.to)
+    print("\n".join(outcome.summary_lines()))
+    return 0
+
+
+def _register_predict(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict", help="per-category probabilities for DICOM or PNG files from a train-final model",
+        description="Convert each file exactly as training did (DICOM or PNG), apply the model's preprocessing and "
+        "print one row of per-category probabilities per file; optionally write a Grad-CAM heatmap per image.",
+    )
+    parser.add_argument("model", metavar="MODEL", type=Path, help="a .keras file written by train-final")
+    parser.add_argument("files", metavar="FILE", type=Path, nargs="+", help="DICOM or PNG files")
+    parser.add_argument("--format", choices=("json", "csv"), default="json", help="output format (default: json)")
+    parser.add_argument("--gradcam", type=Path, default=None, metavar="DIR",
+                        help="write a Grad-CAM heatmap PNG per image into DIR")
+    parser.add_argument("--output", type=Path, default=None, help="write to this file instead of stdout")
+    parser.set_defaults(func=_predict)
+
+
+def _predict(args) -> int:
+    from search.predict import format_predictions, predict_files
+
+    predictions = predict_files(args.model, args.files, gradcam_dir=args.gradcam)
+    text = format_predictions(predictions, args.format)
+    if args.output:
+        args.output.write_text(text)
+    else:
+        print(text, end="")
+    return 0

@@ -1,0 +1,161 @@
+"""The study's tables from a fold table: source weights x method, one per backbone and metric.
+
+A cell is `mean ± std` over folds (sample std). When several configs fall in one cell (a search
+that also varied, say, the learning rate) the cell shows the best of them by `cv_val_auc_mean` and
+the long CSV says how many there were. A config with folds still missing is marked `†`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+STUDY_METRICS = {"val_binary_accuracy": "binary accuracy", "val_auc": "AUC"}
+# The study's order of rows (source weights) and columns (method, frozen depth).
+WEIGHTS_ORDER = ("imagenet", "chestxray8", "imagenet-F+chestxray8", "imagenet-I+chestxray8", "none")
+METHOD_ORDER = ("A", "B conv2", "B conv3", "B conv4", "C", "D")
+INCOMPLETE_MARK = "†"
+
+
+def method_label(row) -> str:
+    """`A`, `B conv3`, `C`, `D`: the study's column for a config."""
+    return f"B {row['freeze']}" if row["method"] == "B" else str(row["method"])
+
+
+def config_label(row) -> str:
+    """`resnet50 B conv3 imagenet`: one config in words (D: `resnet50 D random init`)."""
+    weights = "random init" if row["source_weights"] == "none" else row["source_weights"]
+    return f"{row['backbone']} {method_label(row)} {weights}"
+
+
+def mean_std(mean, std, digits: int = 3) -> str:
+    if pd.isna(mean):
+        return ""
+    return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _ordered(values, order) -> list:
+    known = [value for value in order if value in set(values)]
+    return known + sorted(set(values) - set(order))
+
+
+def study_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """Long form: one row per (backbone, metric, source weights, method) cell with its best config."""
+    ranked = table.sort_values("cv_val_auc_mean", ascending=False, na_position="last", kind="stable")
+    ranked = ranked.assign(method_label=ranked.apply(method_label, axis=1))
+    rows = []
+    for (backbone, weights, method), group in ranked.groupby(
+            ["backbone", "source_weights", "method_label"], sort=False):
+        best = group.iloc[0]
+        for metric in STUDY_METRICS:
+            rows.append({
+                "backbone": backbone, "metric": metric, "source_weights": weights, "method": method,
+                "mean": best.get(f"cv_{metric}_mean", np.nan), "std": best.get(f"cv_{metric}_std", np.nan),
+                "n_folds_done": best["n_folds_done"], "complete": bool(best["complete"]),
+                "config_id": best["config_id"], "n_configs_in_cell": len(group),
+            })
+    return pd.DataFrame(rows)
+
+
+def study_table(cells: pd.DataFrame, backbone: str, metric: str) -> pd.DataFrame:
+    """Wide form of one backbone and metric: rows source weights, columns methods, cells `mean ± std`."""
+    part = cells[(cells["backbone"] == backbone) & (cells["metric"] == metric)]
+    text = part.apply(
+        lambda row: mean_std(row["mean"], row["std"]) + ("" if row["complete"] else f" {INCOMPLETE_MARK}"),
+        axis=1,
+    ) if not part.empty else pd.Series(dtype=str)
+    wide = part.assign(cell=text).pivot(index="source_weights", columns="method", values="cell")
+    wide = wide.reindex(index=_ordered(part["source_weights"], WEIGHTS_ORDER),
+                        columns=_ordered(part["method"], METHOD_ORDER)).fillna("")
+    wide.index.name, wide.columns.name = "source weights", None
+    return wide
+
+
+def per_class_table(table: pd.DataFrame, categories: list[str]) -> pd.DataFrame:
+    """One row per config, one `mean ± std` AUC column per category (best configs first)."""
+    rows = []
+    for _, row in table.iterrows():
+        mark = "" if row["complete"] else f" {INCOMPLETE_MARK}"
+        cells = {"config": config_label(row) + mark, "config_id": row["config_id"],
+                 "macro": mean_std(row.get("cv_val_auc_mean"), row.get("cv_val_auc_std"))}
+        for category in categories:
+            cells[category] = mean_std(row.get(f"cv_val_auc_{category}_mean"),
+                                       row.get(f"cv_val_auc_{category}_std"))
+        rows.append(cells)
+    return pd.DataFrame(rows)
+
+
+def to_markdown(frame: pd.DataFrame, *, index: bool = True) -> str:
+    """A GitHub Markdown table (pandas' own needs the optional `tabulate` package)."""
+    frame = frame.reset_index() if index else frame
+    header = [str(name) for name in frame.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for values in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(str(value).replace("|", "\\|") for value in values) + " |")
+    return "\n".join(lines)
+
+
+def write_report(results, directory) -> dict[str, Path]:
+    """Write report.md, study_tables.csv (long), per_class_auc.csv and fold_table.csv into `directory`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    table = results.table
+    cells = study_cells(table)
+    per_class = per_class_table(table, results.categories)
+    n_folds = int(table["n_folds"].max()) if len(table) else 0
+    lines = [f"# Search `{results.name}`: fold-aggregated results", "",
+             f"{len(table)} configs, {n_folds} folds; cells are mean ± std over folds (sample std); "
+             f"{INCOMPLETE_MARK} marks a config with folds not done.", ""]
+    for backbone in _ordered(cells["backbone"], ("resnet50", "densenet121")):
+        for metric, title in STUDY_METRICS.items():
+            lines += [f"## {backbone}: validation {title}", "", to_markdown(study_table(cells, backbone, metric)), ""]
+    if len(cells) and int(cells["n_configs_in_cell"].max()) > 1:
+        lines += ["Cells with several configs show the best by cv_val_auc_mean (see study_tables.csv).", ""]
+    lines += ["## Per-class validation AUC", "", to_markdown(per_class.drop(columns="config_id"), index=False), ""]
+    paths = {"markdown": directory / "report.md", "study_csv": directory / "study_tables.csv",
+             "per_class_csv": directory / "per_class_auc.csv", "fold_table_csv": directory / "fold_table.csv"}
+    paths["markdown"].write_text("\n".join(lines))
+    cells.to_csv(paths["study_csv"], index=False)
+    per_class.to_csv(paths["per_class_csv"], index=False)
+    table.to_csv(paths["fold_table_csv"], index=False)
+    return paths
+
+
+def summary_lines(table: pd.DataFrame) -> list[str]:
+    """The fold table in a terminal: one line per config, best first."""
+    lines = [f"{'config':<44} {'folds':>5}  {'val AUC':>15}  {'bin. acc.':>15}  {'trainable':>11}  {'s/epoch':>7}"]
+    for _, row in table.iterrows():
+        folds = f"{int(row['n_folds_done'])}/{int(row['n_folds'])}"
+        params = row.get("trainable_params", np.nan)
+        seconds = row.get("steady_epoch_time_s", np.nan)
+        lines.append(
+            f"{config_label(row):<44} {folds:>5}  "
+            f"{mean_std(row.get('cv_val_auc_mean'), row.get('cv_val_auc_std')):>15}  "
+            f"{mean_std(row.get('cv_val_binary_accuracy_mean'), row.get('cv_val_binary_accuracy_std')):>15}  "
+            f"{'' if pd.isna(params) else f'{params:,.0f}':>11}  {'' if pd.isna(seconds) else f'{seconds:.1f}':>7}"
+        )
+    return lines
+
+
+def print_fold_table(search_dir) -> None:
+    """Print a search's fold table (recomputed from its trials.csv)."""
+    from search.results import load_search
+
+    print("\n".join(summary_lines(load_search(search_dir).table)))
+
+
+def print_front(search_dir, objectives: dict[str, str] | None = None) -> None:
+    """Print the configs on a search's Pareto front (pareto.csv when written, else computed)."""
+    from search.pareto import pareto_front
+    from search.results import load_search
+
+    search_dir = Path(search_dir)
+    if objectives is None and (search_dir / "pareto.csv").is_file():
+        flagged = pd.read_csv(search_dir / "pareto.csv", dtype={"config_id": str})
+    else:
+        flagged = pareto_front(load_search(search_dir).table,
+                               objectives or {"cv_val_auc_mean": "max", "trainable_params": "min"})
+    front = flagged[flagged["on_front"].astype(bool)]
+    print(f"Pareto front: {len(front)} of {len(flagged)} configs")
+    print("\n".join(summary_lines(front)[1:] if len(front) else []))
