@@ -41,7 +41,7 @@ class Expansion(list):
         return f"left out {len(self.dropped)} config(s) whose source weights are not available: {sources}"
 
 
-def expand(space, *, seed: int = 0, overrides: dict | None = None, available_sources=None) -> Expansion:
+def expand(space, seed: int = 0, *, overrides: dict | None = None, available_sources=None) -> Expansion:
     """The configs of `space` (a Space, a preset name, a YAML path or a mapping), each with its config_id.
 
     `overrides` replaces top-level keys of the space before expansion (same forms as the YAML; None

@@ -153,3 +153,31 @@ def test_the_expansion_and_its_dropped_configs_survive_pickling():
     configs = expand("demo", available_sources=["chestxray8"])
     copied = pickle.loads(pickle.dumps(configs))
     assert copied == configs and copied.dropped == configs.dropped and len(copied.dropped) == 3
+
+
+README_EXAMPLE = """\
+name: lr-sweep
+backbone: [resnet50, densenet121]
+method: [B, C]
+freeze: [conv3, conv4]
+source_weights: [chestxray8, imagenet-I+chestxray8]
+batch_size: {B: 64, C: 16}
+learning_rate: {loguniform: [1.0e-5, 1.0e-3]}
+dropout: {uniform: [0.2, 0.6]}
+frozen_bn: [inference, train]
+num_samples: 4
+"""
+
+
+def test_the_readme_example_expands_to_the_count_it_states(tmp_path):
+    path = tmp_path / "lr-sweep.yaml"
+    path.write_text(README_EXAMPLE)
+    configs = expand(path)
+    assert len(configs) == 80  # 2 backbones x (B 2 x 2 x 2 + C 2) grid points x 4 draws
+    assert Counter((config["method"], config["frozen_bn"]) for config in configs) == {
+        ("B", "inference"): 32, ("B", "train"): 32, ("C", "inference"): 16,
+    }
+
+
+def test_the_seed_may_be_given_by_position_as_the_first_contract_had_it():
+    assert expand("paper", 3) == expand("paper", seed=3)
