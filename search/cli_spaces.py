@@ -19,6 +19,11 @@ def register(subparsers) -> None:
     show.add_argument("space", metavar="NAME|PATH", help=f"a preset ({', '.join(preset_names())}) or a YAML file")
     show.add_argument("--folds", type=int, default=5, help="cross-validation folds per config (default 5)")
     show.add_argument("--seed", type=int, default=0, help="seed of the sampled keys and configs' seed (default 0)")
+    show.add_argument(
+        "--available-sources",
+        metavar="LIST",
+        help="comma-separated source weights that exist (e.g. chestxray8): show only configs a search could run",
+    )
     show.set_defaults(func=show_space)
 
     listing = actions.add_parser("list", help="list the preset spaces", description="List the preset spaces.")
@@ -29,8 +34,13 @@ def show_space(args: argparse.Namespace) -> int:
     if args.folds < 1:
         raise SpaceError(f"--folds: {args.folds} is not accepted; give a whole number of at least 1")
     space = load_space(args.space)
-    configs = expand(space, seed=args.seed)
+    available = None
+    if args.available_sources is not None:
+        available = [name.strip() for name in args.available_sources.split(",") if name.strip()]
+    configs = expand(space, seed=args.seed, available_sources=available)
     print(format_table(configs))
+    if configs.dropped:
+        print(configs.dropped_summary())
     print(
         f"{space.name}: {len(configs)} config(s) x {args.folds} fold(s) = {len(configs) * args.folds} trial(s)"
     )

@@ -46,13 +46,14 @@ DEFAULTS = {
 
 
 def check_backbone(value) -> str:
+    value = value.lower() if isinstance(value, str) else value
     if value not in BACKBONES:
         raise SpaceError(f"backbone: {value!r} is not known; accepted: {', '.join(BACKBONES)}")
     return value
 
 
 def check_method(value) -> str:
-    name = str(value).upper() if isinstance(value, str) else value
+    name = value.upper() if isinstance(value, str) else value
     if name not in METHODS:
         raise SpaceError(f"method: {value!r} is not known; accepted: {', '.join(METHODS)}")
     return name

@@ -55,3 +55,11 @@ def test_the_command_imports_neither_tensorflow_nor_ray_and_spaces_imports_no_ot
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     lines = output.splitlines()
     assert lines[0] == "[]" and lines[-1] == "[]"
+
+
+def test_show_with_available_sources_leaves_out_the_rest_and_says_so(capsys):
+    assert main(["spaces", "show", "demo", "--folds", "2", "--available-sources", "chestxray8"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[4] for line in lines[1:5]] == ["chestxray8", "chestxray8", "chestxray8", "none"]
+    assert lines[-2] == "left out 3 config(s) whose source weights are not available: imagenet (3)"
+    assert lines[-1] == "demo: 4 config(s) x 2 fold(s) = 8 trial(s)"

@@ -66,8 +66,8 @@ def test_validate_config_fills_the_study_defaults_by_method():
     assert list(config) == list(CONFIG_KEYS)
     d = validate_config({"backbone": "densenet121", "method": "D"})
     assert (d["freeze"], d["source_weights"], d["batch_size"]) == ("none", "none", 16)
-    c = validate_config({"backbone": "densenet121", "method": "c", "source_weights": "chestxray8"})
-    assert (c["method"], c["freeze"], c["batch_size"]) == ("C", "none", 16)
+    c = validate_config({"backbone": "DenseNet121", "method": "c", "source_weights": "chestxray8"})
+    assert (c["backbone"], c["method"], c["freeze"], c["batch_size"]) == ("densenet121", "C", "none", 16)
 
 
 @pytest.mark.parametrize(
