@@ -52,12 +52,16 @@ def expand(space, seed: int = 0, *, overrides: dict | None = None, available_sou
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise SpaceError(f"seed: {seed!r} is not accepted; give a whole number of at least 0")
     space = load_space(space)
+    if overrides is not None and not isinstance(overrides, dict):
+        raise SpaceError(f"overrides: give a mapping of space keys to values, got {type(overrides).__name__}")
     if overrides:
         given = {key: value for key, value in overrides.items() if value is not None}
         space = parse_space({**space.to_dict(), **given}, name=space.name)
     configs = _all_configs(space, seed)
     if available_sources is None:
         return Expansion(configs)
+    if isinstance(available_sources, str):  # one name, not its characters
+        available_sources = [available_sources]
     available = set(available_sources) | {methods.NO_SOURCE}
     unknown = sorted(available - set(methods.PRETRAINED_SOURCES) - {methods.NO_SOURCE})
     if unknown:

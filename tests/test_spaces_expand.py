@@ -122,6 +122,7 @@ def test_unavailable_sources_are_dropped_and_reported():
     )
     everything = expand("paper")
     assert everything.dropped == [] and everything.dropped_summary() == ""
+    assert expand("demo", available_sources="chestxray8") == expand("demo", available_sources=["chestxray8"])
     only_d = expand("demo", available_sources=[])
     assert [config["method"] for config in only_d] == ["D"] and len(only_d.dropped) == 6
 
