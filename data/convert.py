@@ -40,9 +40,15 @@ def read_any(path: Path | str) -> tuple[np.ndarray, dict[str, Any]]:
 
 
 def read_png(path: Path | str) -> tuple[np.ndarray, dict[str, Any]]:
-    """A grayscale PNG (8 or 16 bit) as float32 in [0, 1]. RGB(A) is accepted only when R == G == B.
+    """A grayscale PNG (8 or 16 bit) as float32 in [0, 1], and its facts."""
+    pixels, top, facts = read_png_values(path)
+    return pixels.astype(np.float32) / np.float32(top), facts
 
-    A few NIH ChestX-ray14 PNGs are stored as RGBA with identical channels; those are grayscale.
+
+def read_png_values(path: Path | str) -> tuple[np.ndarray, float, dict[str, Any]]:
+    """(stored 2-D values, their full-scale value 255 or 65535, facts) of a grayscale PNG.
+
+    RGB(A) is accepted only when R == G == B: a few NIH ChestX-ray14 PNGs are RGBA with equal channels.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -58,19 +64,19 @@ def read_png(path: Path | str) -> tuple[np.ndarray, dict[str, Any]]:
         if not (np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 0], colour[..., 2])):
             raise UnusableImageError(path, f"colour image (PNG mode {mode}); accepted: grayscale")
         pixels = colour[..., 0]
-    if pixels.dtype == np.uint8 or mode in ("L", "P", "RGB", "RGBA", "LA"):
-        scale = 255.0
-    elif mode.startswith("I;16") or pixels.dtype == np.uint16:
-        scale = 65535.0
-    elif mode == "I":  # Pillow opens 16-bit grayscale PNGs as 32-bit "I" holding 0..65535
-        scale = 65535.0
+    if pixels.ndim != 2:
+        raise UnusableImageError(path, f"PNG has shape {pixels.shape}; accepted: one grayscale image")
+    if pixels.dtype == np.uint8:
+        top = 255.0
+    elif mode.startswith("I;16") or mode == "I":  # Pillow may open 16-bit grayscale as 32-bit "I" holding 0..65535
+        top = 65535.0
     else:
         raise UnusableImageError(path, f"unsupported PNG mode {mode}; accepted: 8- or 16-bit grayscale")
     rows, cols = pixels.shape
     facts = {"modality": "", "view_position": "", "photometric": "MONOCHROME2", "rows": rows, "cols": cols,
              "pixel_spacing_row_mm": None, "pixel_spacing_col_mm": None, "sop_instance_uid": "", "patient_id": "",
-             "frames": 1, "bits_stored": 16 if scale > 255 else 8}
-    return (pixels.astype(np.float32) / np.float32(scale)), facts
+             "frames": 1, "bits_stored": 8 if top == 255.0 else 16}
+    return pixels, top, facts
 
 
 def fit_square(image: np.ndarray, image_size: int) -> np.ndarray:

@@ -9,6 +9,8 @@ pydicom is imported inside the functions so that importing `data` stays cheap.
 """
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,15 @@ def read_radiograph(path: Path | str) -> tuple[np.ndarray, dict[str, Any]]:
     return decode_radiograph(dataset, facts, path), facts
 
 
+@contextmanager
+def quiet_pydicom():
+    """pydicom warns about malformed header values by quoting them (a PatientName among them): its
+    warnings are silenced so that no header value can reach a log."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def read_dicom_header(path: Path | str):
     """Parse a DICOM file (pixel data left encoded) and return (dataset, facts).
 
@@ -53,13 +64,15 @@ def read_dicom_header(path: Path | str):
 
     try:
         # force=True reads old-style files that have no 128-byte preamble and no file meta.
-        dataset = pydicom.dcmread(path, force=True)
+        with quiet_pydicom():
+            dataset = pydicom.dcmread(path, force=True)
     except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError) as error:
         raise UnusableImageError(path, f"unreadable DICOM ({type(error).__name__})") from error
     if len(dataset) == 0 or "SOPClassUID" not in dataset and "PixelData" not in dataset:
-        raise UnusableImageError(path, "unreadable DICOM (no data elements)")
+        raise UnusableImageError(path, "not a DICOM image (neither SOPClassUID nor pixel data)")
     _set_missing_transfer_syntax(dataset)
-    facts = _header_facts(dataset)
+    with quiet_pydicom():
+        facts = _header_facts(dataset)
     if "PixelData" not in dataset:
         raise UnusableImageError(path, "no pixel data")
     if facts["photometric"] not in GRAYSCALE_PHOTOMETRICS or facts["samples_per_pixel"] != 1:
@@ -81,7 +94,8 @@ def decode_radiograph(dataset, facts: dict[str, Any], path: Path | str = "") -> 
 def decode_stored_values(dataset, path: Path | str = "") -> np.ndarray:
     """The stored pixel values (pydicom's pixel_array), or UnusableImageError naming why not."""
     try:
-        stored = dataset.pixel_array
+        with quiet_pydicom():
+            stored = dataset.pixel_array
     except NotImplementedError as error:
         syntax = dataset.file_meta.get("TransferSyntaxUID", "unknown")
         hint = " (12-bit JPEG Extended: install the [gpl-codecs] extra)" if syntax == "1.2.840.10008.1.2.4.51" else ""
@@ -97,7 +111,8 @@ def display_image(stored: np.ndarray, dataset, facts: dict[str, Any]) -> np.ndar
     """Modality LUT -> VOI -> MONOCHROME1 inversion; returns float32 in [0, 1] and records the VOI used."""
     from pydicom.pixels import apply_modality_lut
 
-    values = apply_modality_lut(stored, dataset).astype(np.float32, copy=False)
+    with quiet_pydicom():
+        values = apply_modality_lut(stored, dataset).astype(np.float32, copy=False)
     if "VOILUTSequence" in dataset and len(dataset.VOILUTSequence) > 0:
         image = _apply_voi_lut_sequence(values, dataset)
         facts["voi"] = "voi_lut_sequence"

@@ -1,0 +1,197 @@
+"""Convert many files in parallel, restartably: each finished file is one line in a progress record.
+
+A run writes every PNG atomically (temporary file + rename) before it appends that file's line to
+`.cxrtune-progress.jsonl` (flushed line by line), so after an interruption every recorded file has its
+output and an unrecorded one is simply converted again. A file counts as done when its size, mtime and
+the conversion settings all match its record: re-running on unchanged input converts nothing.
+"""
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable
+
+from data.convert import PNG_SUFFIXES, fit_square, pixel_content_hash, read_png_values, to_bit_depth, write_png_atomic
+from data.dicom import UnusableImageError, decode_stored_values, display_image, read_dicom_header
+from data.privacy import patient_key
+
+PROGRESS_FILE = ".cxrtune-progress.jsonl"
+
+
+@dataclass(frozen=True)
+class ConversionSettings:
+    image_size: int
+    bit_depth: int
+    allowed_modalities: tuple[str, ...] | None  # None accepts any modality
+    min_side_px: int
+    max_aspect_ratio: float
+    salt: str
+    salt_check: str  # privacy.salt_fingerprint(salt): in the record instead of the salt
+
+    def record_key(self) -> dict[str, Any]:
+        """What, besides the input file, decides the output: a change restarts the conversion from zero."""
+        key = asdict(self)
+        key.pop("salt")
+        key["allowed_modalities"] = list(self.allowed_modalities) if self.allowed_modalities else None
+        return key
+
+
+@dataclass(frozen=True)
+class ConversionTask:
+    source_path: str       # relative to the input folder, '/'-separated
+    absolute_path: str
+    fingerprint: str       # "<size bytes>:<mtime ns>"
+    image_id: str = ""     # given (NIH Image Index) or derived (SOPInstanceUID, else content hash)
+
+
+def file_fingerprint(path: Path) -> str:
+    status = path.stat()
+    return f"{status.st_size}:{status.st_mtime_ns}"
+
+
+def image_file_name(image_id: str) -> str:
+    """images/<name>.png for an id: ':' and '/' are not file-name safe; a trailing .png is not repeated."""
+    name = image_id.replace(":", "-").replace("/", "_")
+    return name if name.lower().endswith(".png") else f"{name}.png"
+
+
+def convert_one(task: ConversionTask, settings: ConversionSettings, images_dir: str) -> dict[str, Any]:
+    """Convert one file; return its record (never pixels, never a raw patient id)."""
+    record: dict[str, Any] = {"source_path": task.source_path, "fingerprint": task.fingerprint}
+    try:
+        record.update(_convert_checked(task, settings, Path(images_dir)))
+        record["status"] = "converted"
+    except UnusableImageError as rejection:
+        record.update(status="rejected", reason=rejection.reason)
+    return record
+
+
+def _convert_checked(task: ConversionTask, settings: ConversionSettings, images_dir: Path) -> dict[str, Any]:
+    path = task.absolute_path
+    if Path(path).suffix.lower() in PNG_SUFFIXES:
+        stored, top, facts = read_png_values(path)
+        _check_geometry(path, facts, settings)
+        image = stored.astype("float32") / top
+    else:
+        dataset, facts = read_dicom_header(path)
+        modality = facts["modality"]
+        if settings.allowed_modalities and modality not in settings.allowed_modalities:
+            raise UnusableImageError(path, f"modality {modality or 'missing'} not allowed; accepted: "
+                                           f"{', '.join(settings.allowed_modalities)} (see --allow-modality)")
+        _check_geometry(path, facts, settings)
+        stored = decode_stored_values(dataset, path)
+        image = display_image(stored, dataset, facts)
+    content_hash = pixel_content_hash(stored)
+    image_id = task.image_id or facts.get("sop_instance_uid") or f"sha256:{content_hash[:32]}"
+    file_name = image_file_name(image_id)
+    write_png_atomic(to_bit_depth(fit_square(image, settings.image_size), settings.bit_depth), images_dir / file_name)
+    return {
+        "image_id": image_id, "image_path": f"images/{file_name}", "content_hash": content_hash,
+        "patient_key": patient_key(facts.get("patient_id", ""), settings.salt),
+        "view_position": facts.get("view_position", ""), "modality": facts.get("modality", ""),
+        "original_rows": facts["rows"], "original_cols": facts["cols"],
+        "pixel_spacing_row_mm": facts.get("pixel_spacing_row_mm"), "pixel_spacing_col_mm": facts.get("pixel_spacing_col_mm"),
+    }
+
+
+def _check_geometry(path, facts: dict[str, Any], settings: ConversionSettings) -> None:
+    rows, cols = facts["rows"], facts["cols"]
+    if min(rows, cols) < settings.min_side_px:
+        raise UnusableImageError(path, f"too small ({rows}x{cols} px); accepted: both sides >= "
+                                       f"{settings.min_side_px} px (see --min-side)")
+    aspect = max(rows, cols) / min(rows, cols)
+    if aspect > settings.max_aspect_ratio:
+        raise UnusableImageError(path, f"extreme aspect ratio {aspect:.2f} ({rows}x{cols} px); accepted: <= "
+                                       f"{settings.max_aspect_ratio:g} (see --max-aspect)")
+
+
+def read_progress(out_dir: Path, settings: ConversionSettings) -> dict[str, dict[str, Any]]:
+    """source_path -> record of a previous run with the same settings (a torn last line is ignored)."""
+    path = out_dir / PROGRESS_FILE
+    if not path.is_file():
+        return {}
+    lines = path.read_text().splitlines()
+    try:
+        if not lines or json.loads(lines[0]).get("settings") != settings.record_key():
+            return {}
+    except json.JSONDecodeError:
+        return {}
+    records = {}
+    for line in lines[1:]:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # the line being written when the run was killed
+        records[record["source_path"]] = record
+    return records
+
+
+def convert_all(tasks: list[ConversionTask], settings: ConversionSettings, out_dir: Path, *, workers: int,
+                progress: bool = True, on_record: Callable[[dict], None] | None = None) -> dict[str, dict[str, Any]]:
+    """Convert every task not already recorded; return source_path -> record for all tasks.
+
+    workers=1 converts in this process; more use a process pool ('forkserver': safe even when the caller
+    has started threads, e.g. TensorFlow).
+    """
+    from tqdm import tqdm
+
+    images_dir = out_dir / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    previous = read_progress(out_dir, settings)
+    records = {task.source_path: previous[task.source_path] for task in tasks
+               if task.source_path in previous and previous[task.source_path]["fingerprint"] == task.fingerprint}
+    pending = [task for task in tasks if task.source_path not in records]
+    progress_path = out_dir / PROGRESS_FILE
+    if not previous:
+        progress_path.write_text(json.dumps({"settings": settings.record_key()}) + "\n")
+    bar = tqdm(total=len(pending), unit="img", desc="converting", disable=not progress or None, leave=False)
+    with progress_path.open("a") as ledger:
+        def keep(record: dict[str, Any]) -> None:
+            ledger.write(json.dumps(record) + "\n")
+            ledger.flush()
+            records[record["source_path"]] = record
+            bar.update(1)
+            if on_record:
+                on_record(record)
+
+        if workers <= 1 or len(pending) <= 1:
+            for task in pending:
+                keep(convert_one(task, settings, str(images_dir)))
+        else:
+            _convert_in_pool(pending, settings, str(images_dir), workers, keep)
+    bar.close()
+    return records
+
+
+def _convert_in_pool(pending, settings, images_dir: str, workers: int, keep) -> None:
+    # At most 4 tasks per worker in flight: results are recorded as they finish, and an error stops the
+    # run without first converting the whole queue.
+    queue = iter(pending)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("forkserver")) as pool:
+        in_flight = set()
+        try:
+            for task in queue:
+                in_flight.add(pool.submit(convert_one, task, settings, images_dir))
+                if len(in_flight) >= 4 * workers:
+                    done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        keep(future.result())
+            for future in _finish(in_flight):
+                keep(future.result())
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def _finish(in_flight):
+    while in_flight:
+        done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+        yield from done
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))

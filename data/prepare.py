@@ -1,0 +1,195 @@
+"""A hospital DICOM folder or the NIH ChestX-ray14 release -> a prepared dataset (ARCHITECTURE.md section 2).
+
+Every input file ends in exactly one of: accepted (a manifest row and a PNG), rejected (rejects.csv, with
+the reason) or duplicate (duplicates.csv, with the image it duplicates). Inputs are validated before
+anything is written; the output files are written atomically at the end.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from data.conversion import ConversionSettings, ConversionTask, convert_all, default_workers, file_fingerprint
+from data.convert import BIT_DEPTHS, convert_image  # noqa: F401  (convert_image is part of this module's API)
+from data.errors import DataError
+from data.labels import Taxonomy, encode_labels, load_taxonomy, read_hospital_labels
+from data.outputs import finish_prepared
+from data.privacy import resolve_salt, salt_fingerprint
+
+DEFAULT_MODALITIES = ("CR", "DX", "DR")
+DEFAULT_MIN_SIDE_PX = 64
+DEFAULT_MAX_ASPECT_RATIO = 2.0
+
+
+def prepare_hospital(input_dir, labels_csv, out_dir, *, taxonomy: str | Path = "study", image_size: int = 512,
+                     bit_depth: int = 8, min_category_images: int = 0,
+                     allowed_modalities: tuple[str, ...] | None = DEFAULT_MODALITIES, workers: int | None = None,
+                     salt: str | None = None, salt_file: Path | None = None, min_side_px: int = DEFAULT_MIN_SIDE_PX,
+                     max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO, allow_missing_images: bool = False,
+                     progress: bool = True) -> dict[str, Any]:
+    """Prepare a folder of DICOM files (any depth) labelled by a CSV (image, labels[, patient_id]).
+
+    Returns the summary dict (also written to out_dir/summary.json). allowed_modalities=None accepts any.
+    """
+    input_dir, out_dir, labels_csv = Path(input_dir).resolve(), Path(out_dir).resolve(), Path(labels_csv).resolve()
+    _check_options(image_size, bit_depth, min_category_images, min_side_px, max_aspect_ratio)
+    chosen = load_taxonomy(taxonomy)
+    sources = list_input_files(input_dir, exclude=(labels_csv, out_dir))
+    labels = read_hospital_labels(labels_csv)
+    encoded = encode_labels(labels["labels"], chosen, where=str(labels_csv))
+    known = set(sources)
+    missing = [image for image in labels["image"] if image not in known]
+    if missing and not allow_missing_images:
+        raise DataError(f"labels CSV {labels_csv} names {len(missing)} image(s) not found under {input_dir} "
+                        f"(first: {missing[0]}); paths must be relative to the folder (or pass --allow-missing)")
+    label_rows = pd.concat([labels.drop(columns=["labels"]), encoded], axis=1).set_index("image")
+    listed = set(label_rows.index)
+    unlisted = {source: "not listed in the labels CSV" for source in sources if source not in listed}
+
+    settings, salt_source = _settings(out_dir, image_size, bit_depth, allowed_modalities, min_side_px,
+                                      max_aspect_ratio, salt, salt_file)
+    tasks = [ConversionTask(source, str(input_dir / source), file_fingerprint(input_dir / source))
+             for source in sources if source in listed]
+    return _run(tasks, settings, out_dir, workers, progress, input_count=len(sources), early_rejects=unlisted,
+                label_rows=label_rows, categories=list(chosen.categories), taxonomy=chosen,
+                min_category_images=min_category_images, dataset_format="hospital",
+                extra={"missing_images": len(missing), "patient_key_salt": salt_source})
+
+
+def prepare_nih(input_dir, labels_csv, out_dir, *, train_val_list=None, test_list=None, image_size: int = 512,
+                bit_depth: int = 8, min_category_images: int = 0, workers: int | None = None,
+                salt: str | None = None, salt_file: Path | None = None, min_side_px: int = DEFAULT_MIN_SIDE_PX,
+                max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO, allow_missing_images: bool = False,
+                progress: bool = True) -> dict[str, Any]:
+    """Prepare NIH ChestX-ray14: PNGs (flat or images_001 ... images_012) + Data_Entry_2017*.csv[.gz].
+
+    labels_csv, train_val_list and test_list default to the files of those names in input_dir (or beside
+    labels_csv). The official lists become `split` ("cv" / "test", fold -1 for test).
+    """
+    from data import nih
+
+    input_dir, out_dir = Path(input_dir).resolve(), Path(out_dir).resolve()
+    _check_options(image_size, bit_depth, min_category_images, min_side_px, max_aspect_ratio)
+    if not input_dir.is_dir():
+        raise DataError(f"input folder {input_dir} does not exist; expected the NIH PNGs (flat or images_NNN/images)")
+    labels_csv = Path(labels_csv).resolve() if labels_csv else nih.find_label_table(input_dir)
+    if labels_csv is None:
+        raise DataError(f"no Data_Entry_2017*.csv[.gz] in {input_dir}; pass the label table with --labels")
+    table = nih.read_labels(labels_csv)
+    split_of = _nih_splits(table, input_dir, labels_csv.parent, train_val_list, test_list)
+    found = nih.find_images(input_dir)
+    if not found:
+        raise DataError(f"no PNG images in {input_dir} (looked in it and in images_NNN/images)")
+    missing = [image for image in table["image"] if image not in found]
+    if missing and not allow_missing_images:
+        raise DataError(f"{len(missing)} of {len(table)} images in {labels_csv.name} are not under {input_dir} "
+                        f"(first: {missing[0]}); download them or pass --allow-missing to prepare those present")
+
+    table = table[table["image"].isin(found)].copy()
+    table["source_path"] = [found[image].relative_to(input_dir).as_posix() for image in table["image"]]
+    table["patient_id"] = table["patient_id"].astype(str)
+    table["split"] = table["image"].map(split_of).fillna("")
+    table["fold"] = table["split"].map({"test": -1}).astype("Int64")
+    label_rows = table.set_index("source_path")
+    sources = sorted(path.relative_to(input_dir).as_posix() for path in found.values())
+    in_table = set(label_rows.index)
+    unlisted = {source: f"not in the label table {labels_csv.name}" for source in sources if source not in in_table}
+    if split_of:
+        for source, split in label_rows["split"].items():
+            if not split:
+                unlisted[source] = "in neither train_val_list nor test_list"
+
+    settings, salt_source = _settings(out_dir, image_size, bit_depth, None, min_side_px, max_aspect_ratio, salt,
+                                      salt_file)
+    tasks = [ConversionTask(source, str(input_dir / source), file_fingerprint(input_dir / source),
+                            image_id=label_rows.at[source, "image"])
+             for source in sources if source not in unlisted]
+    return _run(tasks, settings, out_dir, workers, progress, input_count=len(sources), early_rejects=unlisted,
+                label_rows=label_rows, categories=list(nih.FINDINGS), taxonomy=load_taxonomy("nih"),
+                min_category_images=min_category_images, dataset_format="nih",
+                extra={"missing_images": len(missing), "official_split": bool(split_of),
+                       "patient_key_salt": salt_source})
+
+
+def list_input_files(input_dir: Path, *, exclude: tuple[Path, ...] = ()) -> list[str]:
+    """Every regular, non-hidden file under input_dir (any depth) as sorted '/'-paths, minus `exclude`."""
+    if not input_dir.is_dir():
+        raise DataError(f"input folder {input_dir} does not exist or is not a folder")
+    excluded = [path.resolve() for path in exclude]
+    found = []
+    for path in input_dir.rglob("*"):
+        relative = path.relative_to(input_dir)
+        if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+            continue
+        resolved = path.resolve()
+        if any(resolved == item or resolved.is_relative_to(item) for item in excluded):
+            continue
+        found.append(relative.as_posix())
+    if not found:
+        raise DataError(f"input folder {input_dir} holds no files; expected DICOM files (any depth)")
+    return sorted(found)
+
+
+def _check_options(image_size, bit_depth, min_category_images, min_side_px, max_aspect_ratio) -> None:
+    if not isinstance(image_size, int) or image_size < 8:
+        raise DataError(f"image_size {image_size!r} is not an integer >= 8 (px)")
+    if bit_depth not in BIT_DEPTHS:
+        raise DataError(f"bit_depth {bit_depth!r} not supported; accepted: 8, 16")
+    if min_category_images < 0 or min_side_px < 1 or max_aspect_ratio < 1:
+        raise DataError(f"min_category_images >= 0, min_side_px >= 1 and max_aspect_ratio >= 1 are required; got "
+                        f"{min_category_images}, {min_side_px}, {max_aspect_ratio}")
+
+
+def _settings(out_dir, image_size, bit_depth, allowed_modalities, min_side_px, max_aspect_ratio, salt, salt_file):
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"output path {out_dir} exists and is not a folder")
+    secret, source = resolve_salt(salt, out_dir, salt_file)
+    modalities = tuple(sorted({name.strip().upper() for name in allowed_modalities})) if allowed_modalities else None
+    return ConversionSettings(image_size=image_size, bit_depth=bit_depth, allowed_modalities=modalities,
+                              min_side_px=min_side_px, max_aspect_ratio=float(max_aspect_ratio), salt=secret,
+                              salt_check=salt_fingerprint(secret)), source
+
+
+def _nih_splits(table: pd.DataFrame, input_dir: Path, labels_dir: Path, train_val_list, test_list) -> dict[str, str]:
+    from data import nih
+
+    def locate(given, stem):
+        if given:
+            return Path(given)
+        return nih.find_release_file(input_dir, stem) or nih.find_release_file(labels_dir, stem)
+
+    train_val_path, test_path = locate(train_val_list, "train_val_list.txt"), locate(test_list, "test_list.txt")
+    if train_val_path is None and test_path is None:
+        return {}
+    if train_val_path is None or test_path is None:
+        raise DataError(f"found only one of train_val_list.txt / test_list.txt ({train_val_path or test_path}); "
+                        "give both (--train-val-list, --test-list) or neither")
+    test_names = set(nih.read_split_list(test_path))
+    train_val_names = set(nih.read_split_list(train_val_path))
+    both = test_names & train_val_names
+    if both:
+        raise DataError(f"{len(both)} image(s) are in both {train_val_path.name} and {test_path.name} "
+                        f"(first: {sorted(both)[0]}); the official lists are disjoint")
+    return {**{name: "cv" for name in train_val_names}, **{name: "test" for name in test_names}}
+
+
+def _run(tasks, settings, out_dir: Path, workers, progress, *, input_count, early_rejects, label_rows, categories,
+         taxonomy: Taxonomy, min_category_images, dataset_format, extra) -> dict[str, Any]:
+    if not tasks:
+        raise DataError("no input file is listed in the labels: nothing to convert "
+                        f"({input_count} file(s) found; check the labels' image paths)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = convert_all(tasks, settings, out_dir, workers=workers or default_workers(), progress=progress)
+    summary = finish_prepared(
+        out_dir, tasks=tasks, records=records, settings=settings, early_rejects=early_rejects,
+        label_rows=label_rows, categories=categories, taxonomy=taxonomy, dataset_format=dataset_format,
+        min_category_images=min_category_images, extra=extra)
+    counts = summary["counts"]
+    if progress:
+        print(f"prepared {out_dir}: {counts['input']} input = {counts['accepted']} accepted + "
+              f"{counts['rejected']} rejected + {counts['duplicate']} duplicate", file=sys.stderr)
+    return summary
+
