@@ -92,9 +92,9 @@ class Space:
 
 def _default_choices(key: str, method: str) -> list:
     if key == "freeze":
-        return DEFAULT_FREEZE_GRID if method == "B" else [methods.FIXED_FREEZE[method]]
+        return list(DEFAULT_FREEZE_GRID) if method == "B" else [methods.FIXED_FREEZE[method]]
     if key == "source_weights":
-        return [methods.NO_SOURCE] if method == "D" else DEFAULT_SOURCES
+        return [methods.NO_SOURCE] if method == "D" else list(DEFAULT_SOURCES)
     if key == "batch_size":
         return [methods.DEFAULT_BATCH_SIZE[method]]
     if key in ("backbone", "method"):
