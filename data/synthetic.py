@@ -1,0 +1,285 @@
+"""Synthetic chest radiographs in the two input layouts users bring (ARCHITECTURE.md, section 1b).
+
+`write_hospital` writes DICOM files in subfolders plus `labels.csv` (study sub-category names);
+`write_nih` writes PNGs plus NIH's `Data_Entry_2017.csv`, `train_val_list.txt` and `test_list.txt`.
+Both draw patients with data/render.py and findings with data/render_findings.py, so their findings
+share signatures. Everything is a function of `seed`: each patient and each image has its own random
+stream (numpy SeedSequence keyed by seed and index), so the same seed writes the same bytes.
+
+Prevalence: "study" imitates the reference hospital set (about 68% normal, pacemakers about 0.4%) or
+NIH's own label counts; "balanced" (30% normal, every category equally likely) gives a few hundred
+images several positives per category, which small demos and learning tests need.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from data.errors import DataError
+from data.render import draw_chest, render_chest
+from data.render_findings import NIH_SIGNATURES, SIGNATURES
+from data.synthetic_dicom import (TRANSFER_SYNTAXES, Study, ct_slice_dataset, fake_patient, radiograph_dataset,
+                                  seeded_uid, write_dicom)
+
+PREVALENCES = ("study", "balanced")
+NIH_HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
+              "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y],")  # the 2017 file's trailing comma too
+
+# Study prevalence per category (fraction of images) and each sub-category's share within it.
+HOSPITAL_CATEGORIES: dict[str, tuple[float, dict[str, float]]] = {
+    "aortic_calcification": (0.11, {"aortic_knob_calcification": 0.6, "aortic_arch_calcification": 0.4}),
+    "spinal_lesion": (0.09, {"scoliosis": 0.45, "degenerative_spine": 0.45, "compression_fracture": 0.1}),
+    "arterial_curvature": (0.08, {"aortic_tortuosity": 0.6, "aortic_elongation": 0.4}),
+    "increased_lung_pattern": (0.06, {"increased_lung_markings": 0.7, "interstitial_pattern": 0.3}),
+    "abnormal_lung_field": (0.05, {"nodule": 0.35, "fibrotic_streak": 0.35, "calcified_granuloma": 0.2,
+                                   "mass": 0.1}),
+    "cardiac_hypertrophy": (0.04, {"cardiomegaly": 0.75, "left_ventricular_hypertrophy": 0.25}),
+    "intercostal_pleural_thickening": (0.025, {"pleural_thickening": 0.6, "apical_cap": 0.4}),
+    "heart_pacemaker": (0.004, {"pacemaker": 1.0}),
+}
+# NIH ChestX-ray14 image counts per finding (Data_Entry_2017_v2020.csv, 112,120 images).
+NIH_COUNTS = {"Infiltration": 19894, "Effusion": 13317, "Atelectasis": 11559, "Nodule": 6331, "Mass": 5782,
+              "Pneumothorax": 5302, "Consolidation": 4667, "Pleural_Thickening": 3385, "Cardiomegaly": 2776,
+              "Emphysema": 2516, "Edema": 2303, "Fibrosis": 1686, "Pneumonia": 1431, "Hernia": 227}
+
+
+@dataclass(frozen=True)
+class LabelModel:
+    """Which findings an image gets: normal or not, then 1-3 categories drawn by weight."""
+
+    normal_fraction: float
+    weights: dict[str, float]                      # category -> relative frequency among findings
+    findings_per_image: tuple[float, float, float]  # P(1), P(2), P(3) for an abnormal image
+
+    def sample(self, rng: np.random.Generator) -> list[str]:
+        if rng.random() < self.normal_fraction:
+            return []
+        names = list(self.weights)
+        p = np.array([self.weights[name] for name in names])
+        count = int(rng.choice([1, 2, 3], p=self.findings_per_image))
+        return [names[i] for i in sorted(rng.choice(len(names), size=count, replace=False, p=p / p.sum()))]
+
+
+def label_model(dataset_format: str, prevalence: str) -> LabelModel:
+    _check_choice("prevalence", prevalence, PREVALENCES)
+    names = list(HOSPITAL_CATEGORIES) if dataset_format == "hospital" else list(NIH_COUNTS)
+    if prevalence == "balanced":
+        return LabelModel(0.3, {name: 1.0 for name in names}, (0.6, 0.3, 0.1))
+    if dataset_format == "hospital":
+        # 0.32 abnormal x ~1.4 findings each reproduces the category prevalences above.
+        return LabelModel(0.68, {name: HOSPITAL_CATEGORIES[name][0] for name in names}, (0.68, 0.23, 0.09))
+    return LabelModel(1 - 60361 / 112120, {name: float(NIH_COUNTS[name]) for name in names}, (0.6, 0.25, 0.15))
+
+
+def hospital_subcategories(categories: list[str], rng: np.random.Generator) -> list[str]:
+    """One sub-category per drawn category, by its share."""
+    chosen = []
+    for category in categories:
+        shares = HOSPITAL_CATEGORIES[category][1]
+        names = list(shares)
+        chosen.append(names[rng.choice(len(names), p=np.array(list(shares.values())))])
+    return chosen
+
+
+def write_hospital(out_dir: Path | str, *, n_images: int, seed: int = 0, image_size: int = 256,
+                   prevalence: str = "study", n_duplicates: int | None = None, outliers: bool = True,
+                   overwrite: bool = False) -> dict:
+    """Write `n_images` distinct radiographs as DICOM under out_dir, plus duplicates, outliers and labels.csv.
+
+    n_duplicates defaults to n_images // 50 (at least 1); outliers adds one CT slice and one tiny image.
+    Returns a summary (JSON-serialisable): files written, duplicates (copy -> original), outliers
+    (path -> what it is) and label counts over the distinct radiographs.
+    """
+    out = _prepare_out_dir(out_dir, n_images, seed, image_size, overwrite)
+    model = label_model("hospital", prevalence)
+    structure = np.random.default_rng([seed, 0])
+    rows: list[tuple[str, str, str]] = []
+    written: list[tuple[str, str]] = []  # (path, transfer syntax) of each distinct radiograph
+    patient_number = 0
+    while len(written) < n_images:
+        patient_number += 1
+        patient_rng = np.random.default_rng([seed, 1, patient_number])
+        patient = fake_patient(patient_rng, patient_number)
+        chest = draw_chest(patient_rng)
+        labels = hospital_subcategories(model.sample(patient_rng), patient_rng)
+        n_studies = min(int(structure.choice([1, 2, 3], p=[0.7, 0.2, 0.1])), n_images - len(written))
+        for visit in range(n_studies):
+            index = len(written)
+            image_rng = np.random.default_rng([seed, 2, index])
+            study = _study(image_rng, seed, patient_number, visit)
+            image = render_chest(chest, [SIGNATURES[name] for name in labels], image_size=image_size, rng=image_rng)
+            if image_rng.random() < 0.3:  # a narrower detector or collimation: non-square files exist
+                margin = image_size // 12
+                image = image[:, margin:image_size - margin]
+            sop_uid = seeded_uid(seed, "image", index)
+            ds = radiograph_dataset(image, patient=patient, study=study, sop_uid=sop_uid, instance=visit + 1,
+                                    rng=image_rng)
+            path = _file_path(study, index)
+            syntax = TRANSFER_SYNTAXES[image_rng.integers(len(TRANSFER_SYNTAXES))]
+            write_dicom(ds, out / path, syntax)
+            written.append((path, syntax))
+            rows.append((path, "|".join(labels) or "normal", patient.patient_id))
+
+    duplicates = _write_duplicates(out, written, rows, structure, seed, image_size,
+                                   max(1, n_images // 50) if n_duplicates is None else n_duplicates)
+    outlier_files = _write_outliers(out, rows, seed, image_size, patient_number) if outliers else {}
+    _write_csv(out / "labels.csv", "image,labels,patient_id", [",".join(row) for row in rows], "\n")
+    counts = _label_counts([row[1] for row in rows[:n_images]])
+    return {"format": "hospital", "out_dir": str(out), "labels_csv": "labels.csv", "seed": seed,
+            "image_size": image_size, "prevalence": prevalence, "n_images": n_images, "n_files": len(rows),
+            "n_patients": patient_number, "duplicates": duplicates, "outliers": outlier_files,
+            "label_counts": counts}
+
+
+def write_nih(out_dir: Path | str, *, n_images: int, seed: int = 0, image_size: int = 256,
+              prevalence: str = "study", test_fraction: float = 0.2, overwrite: bool = False) -> dict:
+    """Write `n_images` PNGs in out_dir/images plus NIH's table and patient-disjoint split lists."""
+    from PIL import Image
+
+    out = _prepare_out_dir(out_dir, n_images, seed, image_size, overwrite)
+    model = label_model("nih", prevalence)
+    structure = np.random.default_rng([seed, 0])
+    (out / "images").mkdir()
+    rows: list[str] = []
+    names_by_patient: list[list[str]] = []
+    label_texts: list[str] = []
+    while len(label_texts) < n_images:
+        patient_id = len(names_by_patient) + 1
+        patient_rng = np.random.default_rng([seed, 1, patient_id])
+        chest = draw_chest(patient_rng)
+        age, sex = int(patient_rng.integers(18, 86)), str(patient_rng.choice(["F", "M"]))
+        n_follow_ups = min(int(structure.choice([1, 2, 3, 4], p=[0.55, 0.2, 0.15, 0.1])), n_images - len(label_texts))
+        names_by_patient.append([])
+        for follow_up in range(n_follow_ups):
+            image_rng = np.random.default_rng([seed, 2, len(label_texts)])
+            findings = model.sample(image_rng)
+            image = render_chest(chest, [SIGNATURES[NIH_SIGNATURES[name]] for name in findings],
+                                 image_size=image_size, rng=image_rng)
+            name = f"{patient_id:08d}_{follow_up:03d}.png"
+            Image.fromarray(np.rint(image * 255).astype(np.uint8)).save(out / "images" / name)
+            width, height = [(2500, 2048), (2048, 2500), (2992, 2991), (3056, 2544)][image_rng.integers(4)]
+            spacing = [0.143, 0.168, 0.139][image_rng.integers(3)]
+            view = "PA" if image_rng.random() < 0.6 else "AP"
+            text = "|".join(findings) or "No Finding"
+            rows.append(f"{name},{text},{follow_up},{patient_id},{age + follow_up // 2},{sex},{view},"
+                        f"{width},{height},{spacing},{spacing}")
+            names_by_patient[-1].append(name)
+            label_texts.append(text)
+
+    # NIH's original file: CRLF line endings; its split lists have no trailing newline.
+    _write_csv(out / "Data_Entry_2017.csv", NIH_HEADER, rows, "\r\n")
+    test_patients = _test_patients(len(names_by_patient), test_fraction, structure)
+    for file_name, in_test in (("train_val_list.txt", False), ("test_list.txt", True)):
+        names = [name for number, names in enumerate(names_by_patient) if (number in test_patients) == in_test
+                 for name in names]
+        (out / file_name).write_text("\n".join(names), encoding="ascii")
+    return {"format": "nih", "out_dir": str(out), "labels_csv": "Data_Entry_2017.csv", "seed": seed,
+            "image_size": image_size, "prevalence": prevalence, "n_images": n_images, "n_files": n_images,
+            "n_patients": len(names_by_patient), "n_test_images": sum(len(names_by_patient[i]) for i in test_patients),
+            "label_counts": _label_counts(label_texts, normal="No Finding")}
+
+
+def _study(rng: np.random.Generator, seed: int, patient_number: int, visit: int) -> Study:
+    year = 2014 + patient_number % 6 + 2 * visit  # follow-ups come later
+    date = f"{year}{rng.integers(1, 13):02d}{rng.integers(1, 29):02d}"
+    return Study(study_uid=seeded_uid(seed, "study", patient_number, visit),
+                 series_uid=seeded_uid(seed, "series", patient_number, visit),
+                 accession=f"A{seed % 1000:03d}{patient_number:05d}{visit}", date=date,
+                 view="PA" if rng.random() < 0.75 else "AP")
+
+
+def _file_path(study: Study, index: int) -> str:
+    """A hospital export's layout: year/month folders, numbered files."""
+    return f"{study.date[:4]}/{study.date[4:6]}/IM{index + 1:06d}.dcm"
+
+
+def _write_duplicates(out: Path, written, rows, rng, seed, image_size, count) -> dict[str, str]:
+    """Exact pixel duplicates: half byte copies, half re-encoded with a new SOPInstanceUID."""
+    from pydicom import dcmread
+
+    if count < 0:
+        raise DataError(f"n_duplicates must be >= 0; got {count}")
+    duplicates = {}
+    for k, source in enumerate(sorted(rng.choice(len(written), size=min(count, len(written)), replace=False))):
+        path, syntax = written[source]
+        copy = f"{path[:8]}IM{len(rows) + 1:06d}.dcm"
+        if k % 2 == 0:
+            (out / copy).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(out / path, out / copy)
+        else:
+            ds = dcmread(out / path)
+            if syntax == "rle":
+                ds.decompress(generate_instance_uid=False)
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = seeded_uid(seed, "duplicate", k)
+            write_dicom(ds, out / copy, "implicit" if syntax == "explicit" else "explicit")
+        duplicates[copy] = path
+        rows.append((copy, rows[source][1], rows[source][2]))
+    return duplicates
+
+
+def _write_outliers(out: Path, rows, seed, image_size, patient_number) -> dict[str, str]:
+    """A CT slice and a tiny radiograph: files a hospital folder holds that are no training image."""
+    rng = np.random.default_rng([seed, 3])
+    outliers = {}
+    tiny = max(8, min(24, image_size // 4))
+    for k, kind in enumerate(("CT slice", f"tiny image ({tiny} px)")):
+        number = patient_number + 1 + k
+        patient = fake_patient(rng, number)
+        study = _study(rng, seed, number, 0)
+        sop_uid = seeded_uid(seed, "outlier", k)
+        if kind == "CT slice":
+            ds = ct_slice_dataset(image_size, patient=patient, study=study, sop_uid=sop_uid, rng=rng)
+        else:
+            image = render_chest(draw_chest(rng), [], image_size=tiny, rng=rng)
+            ds = radiograph_dataset(image, patient=patient, study=study, sop_uid=sop_uid, instance=1, rng=rng)
+        path = _file_path(study, len(rows))
+        write_dicom(ds, out / path, "explicit")
+        outliers[path] = kind
+        rows.append((path, "normal", patient.patient_id))
+    return outliers
+
+
+def _test_patients(n_patients: int, test_fraction: float, rng: np.random.Generator) -> set[int]:
+    if not 0.0 < test_fraction < 1.0:
+        raise DataError(f"test_fraction must be between 0 and 1 (exclusive); got {test_fraction}")
+    if n_patients < 2:
+        return set()
+    n_test = min(n_patients - 1, max(1, round(test_fraction * n_patients)))
+    return {int(i) for i in rng.choice(n_patients, size=n_test, replace=False)}
+
+
+def _label_counts(texts: list[str], normal: str = "normal") -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for text in texts:
+        for name in text.split("|"):
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0] != normal, item[0])))
+
+
+def _write_csv(path: Path, header: str, lines: list[str], newline: str) -> None:
+    path.write_bytes((newline.join([header, *lines]) + newline).encode("ascii"))
+
+
+def _check_choice(name: str, value: str, accepted: tuple[str, ...]) -> None:
+    if value not in accepted:
+        raise DataError(f"{name} must be one of {', '.join(accepted)}; got {value!r}")
+
+
+def _prepare_out_dir(out_dir: Path | str, n_images, seed, image_size, overwrite: bool) -> Path:
+    for name, value, low in (("n_images", n_images, 1), ("image_size", image_size, 32), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise DataError(f"{name} must be an integer >= {low}; got {value!r}")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out} exists and is not a folder; give a new or empty folder")
+    if out.is_dir() and any(out.iterdir()):
+        ours = (out / "labels.csv").is_file() or (out / "Data_Entry_2017.csv").is_file()
+        if not (overwrite and ours):
+            raise DataError(f"{out} is not empty; give a new or empty folder"
+                            + ("" if ours else " (overwrite only replaces an earlier synthetic output)"))
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
