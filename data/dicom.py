@@ -9,6 +9,7 @@ pydicom is imported inside the functions so that importing `data` stays cheap.
 """
 from __future__ import annotations
 
+import logging
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,7 @@ FALLBACK_PERCENTILES = (0.5, 99.5)
 # The percentiles are taken on every 4th row and column: 1/16 of the pixels gives the same
 # values to well under one grey level of 8 bits, at 1/16 of the cost.
 PERCENTILE_STRIDE = 4
+JPEG_EXTENDED_12BIT = "1.2.840.10008.1.2.4.51"
 
 
 class UnusableImageError(DataError):
@@ -48,9 +50,15 @@ def read_radiograph(path: Path | str) -> tuple[np.ndarray, dict[str, Any]]:
 def quiet_pydicom():
     """pydicom warns about malformed header values by quoting them (a PatientName among them): its
     warnings are silenced so that no header value can reach a log."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
+    logger = logging.getLogger("pydicom")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)  # its decoders also log each failure with a traceback
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def read_dicom_header(path: Path | str):
@@ -93,15 +101,20 @@ def decode_radiograph(dataset, facts: dict[str, Any], path: Path | str = "") -> 
 
 def decode_stored_values(dataset, path: Path | str = "") -> np.ndarray:
     """The stored pixel values (pydicom's pixel_array), or UnusableImageError naming why not."""
+    syntax = str(dataset.file_meta.get("TransferSyntaxUID", "unknown"))
     try:
         with quiet_pydicom():
             stored = dataset.pixel_array
-    except NotImplementedError as error:
-        syntax = dataset.file_meta.get("TransferSyntaxUID", "unknown")
-        hint = " (12-bit JPEG Extended: install the [gpl-codecs] extra)" if syntax == "1.2.840.10008.1.2.4.51" else ""
-        raise UnusableImageError(path, f"no decoder for transfer syntax {syntax}{hint}") from error
-    except (ValueError, RuntimeError, OSError, EOFError, AttributeError, TypeError, KeyError) as error:
-        raise UnusableImageError(path, f"unreadable or truncated pixel data ({type(error).__name__})") from error
+    except (NotImplementedError, ValueError, RuntimeError, OSError, EOFError, AttributeError, TypeError,
+            KeyError) as error:
+        if syntax == JPEG_EXTENDED_12BIT:
+            # gdcm and Pillow refuse 12-bit JPEG Extended; only the GPL-3 pylibjpeg-libjpeg decodes it.
+            reason = "12-bit JPEG Extended cannot be decoded: install the [gpl-codecs] extra"
+        elif isinstance(error, NotImplementedError):
+            reason = f"no decoder installed for transfer syntax {syntax}"
+        else:
+            reason = f"unreadable or truncated pixel data ({type(error).__name__}, transfer syntax {syntax})"
+        raise UnusableImageError(path, reason) from error
     if stored.ndim != 2:
         raise UnusableImageError(path, f"pixel data has shape {stored.shape}; accepted: one 2-D grayscale frame")
     return stored
@@ -189,7 +202,10 @@ def _apply_voi_lut_sequence(values: np.ndarray, dataset) -> np.ndarray:
     """The first VOI LUT, rescaled from its own output range to [0, 1]."""
     from pydicom.pixels import apply_voi
 
-    mapped = apply_voi(values, dataset, index=0).astype(np.float32, copy=False)
+    # A LUT is indexed by integer input values; rounding the modality output says so explicitly
+    # (pydicom truncates float input and warns).
+    with quiet_pydicom():
+        mapped = apply_voi(np.rint(values).astype(np.int32), dataset, index=0).astype(np.float32, copy=False)
     lut_values = np.asarray(dataset.VOILUTSequence[0].LUTData, dtype=np.float32)
     low, high = float(lut_values.min()), float(lut_values.max())
     if high <= low:
