@@ -1,0 +1,144 @@
+"""Connecting to Ray and checking, before any trial starts, that every node can reach what trials need.
+
+Ray is imported inside the functions. Preflight failures raise SearchError with what to change.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Iterable
+
+from search.errors import SearchError
+
+PROBE_TIMEOUT_S = 120  # a node that cannot run a 1-CPU probe task in this long is as good as unreachable
+
+
+def connect(address: str | None = None) -> dict:
+    """Join the Ray cluster at `address` (or $RAY_ADDRESS), or start/reuse a local one; returns its resources."""
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=True, configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise SearchError(f"cannot connect to the Ray cluster at {address!r}: {error}. Start one with "
+                              "`ray start --head` (or `ray up CLUSTER.yaml`), or leave --address out to run "
+                              "locally") from error
+    return ray.cluster_resources()
+
+
+def alive_nodes() -> list[dict]:
+    """The cluster's live nodes (Ray's own records) that can run tasks (CPU > 0)."""
+    import ray
+
+    return [node for node in ray.nodes() if node.get("Alive") and node.get("Resources", {}).get("CPU", 0) > 0]
+
+
+def _probe(paths: list[str], marker: str | None) -> dict:
+    import socket
+
+    missing = [path for path in paths if not os.path.exists(path)]
+    return {"host": socket.gethostname(), "missing": missing,
+            "marker_seen": marker is None or os.path.exists(marker)}
+
+
+def probe_nodes(paths: Iterable[str], marker: str | None = None) -> dict[str, dict]:
+    """Run a tiny task on every node: which of `paths` (and the marker file) does each node see?"""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    paths = [str(path) for path in paths]
+    remote_probe = ray.remote(num_cpus=0)(_probe)
+    pending = {}
+    for node in alive_nodes():
+        strategy = NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False)
+        pending[node["NodeManagerAddress"] + ":" + node["NodeID"][:8]] = remote_probe.options(
+            scheduling_strategy=strategy).remote(paths, marker)
+    try:
+        values = ray.get(list(pending.values()), timeout=PROBE_TIMEOUT_S)
+    except ray.exceptions.GetTimeoutError as error:
+        raise SearchError(f"preflight: a node did not answer within {PROBE_TIMEOUT_S} s; check that every "
+                          "node is up (`ray status`)") from error
+    return dict(zip(pending, values))
+
+
+def check_tracking(tracking_uri: str, n_nodes: int) -> None:
+    """sqlite serves one machine only; a multi-node search needs an `mlflow server`. Also: is it reachable?"""
+    if tracking_uri.startswith("sqlite:") and n_nodes > 1:
+        raise SearchError(
+            f"the tracking store {tracking_uri} is an sqlite file, but the Ray cluster has {n_nodes} nodes: "
+            "start an MLflow tracking server (`mlflow server --backend-store-uri ... --host 0.0.0.0`) and "
+            "pass --tracking-uri http://HOST:5000")
+    if tracking_uri.startswith(("http://", "https://")):
+        from mlflow.tracking import MlflowClient
+
+        previous = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"  # fail fast here; searches keep the default
+        try:
+            MlflowClient(tracking_uri).search_experiments(max_results=1)
+        except Exception as error:
+            raise SearchError(f"the MLflow tracking server {tracking_uri} is not reachable "
+                              f"({type(error).__name__}): start it or fix --tracking-uri") from error
+        finally:
+            if previous is None:
+                os.environ.pop("MLFLOW_HTTP_REQUEST_MAX_RETRIES", None)
+            else:
+                os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = previous
+
+
+def is_uri(location: str) -> bool:
+    return "://" in str(location)
+
+
+def check_paths(named_paths: dict[str, str], storage: str | None = None) -> int:
+    """Every node sees each local path in `named_paths`; a local `storage` is shared. Returns the node count.
+
+    Shared storage is checked with a marker file written here and looked for on every node: a path that
+    merely exists everywhere (each node's own /tmp) is not shared, and Tune would scatter checkpoints.
+    """
+    local = {name: path for name, path in named_paths.items() if path and not is_uri(path)}
+    marker = None
+    if storage and not is_uri(storage):
+        Path(storage).mkdir(parents=True, exist_ok=True)
+        marker = str(Path(storage) / f".cxrtune-preflight-{uuid.uuid4().hex[:8]}")
+        Path(marker).write_text("storage shared check\n")
+    try:
+        answers = probe_nodes(local.values(), marker)
+    finally:
+        if marker:
+            Path(marker).unlink(missing_ok=True)
+    problems = []
+    for node, answer in answers.items():
+        for name, path in local.items():
+            if path in answer["missing"]:
+                problems.append(f"{name} {path} is not visible on node {node}")
+        if not answer["marker_seen"]:
+            problems.append(f"--storage {storage} is not shared with node {node} (give a shared "
+                            "filesystem path or a URI such as s3://bucket/prefix)")
+    if problems:
+        raise SearchError("preflight failed: " + "; ".join(problems))
+    return len(answers)
+
+
+def preflight(*, data_handle, weights_dir: str | None, tracking_uri: str, storage: str | None) -> int:
+    """All checks before trials start; returns the number of nodes. Raises SearchError on the first problem."""
+    n_nodes = max(1, len(alive_nodes()))
+    check_tracking(tracking_uri, n_nodes)
+    named = {"--weights-dir": weights_dir}
+    data_path = getattr(data_handle, "root", None) or getattr(data_handle, "path", None)
+    if data_path is not None:
+        named["prepared data"] = str(data_path)
+    check_paths(named, storage)
+    from data.handle import InMemoryHandle, PathHandle, check_reachable
+
+    if not isinstance(data_handle, (InMemoryHandle, PathHandle)):
+        return n_nodes  # a caller's own handle (tests, notebooks) is the caller's to check
+    try:
+        check_reachable(data_handle)
+    except Exception as error:
+        if isinstance(error, SearchError):
+            raise
+        raise SearchError(f"preflight: the prepared data is not reachable from every node: {error}") from error
+    return n_nodes

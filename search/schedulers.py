@@ -1,0 +1,197 @@
+"""Trial schedulers by name: fold-aware ASHA (the default), plain ASHA, FIFO.
+
+Ray is imported inside `make_scheduler` and the scheduler class is built on first use, so importing this
+module starts nothing.
+
+Fold-aware ASHA treats a config's fold trials as one contestant. Rungs are at grace_period * rf**k epochs
+(below max_t). When a fold of a config reaches a rung, its metric is recorded there; the config's value at
+the rung is the mean over its folds that reached it. The first time a config reaches a rung, its value is
+compared with the cutoff of that rung (the (1 - 1/rf) quantile of the other configs' values there): below
+it, the config is stopped. Decisions are sticky: once stopped, every other fold of the config stops at its
+next report; once promoted at a rung, later folds pass that rung too. So no config ends with some folds
+trained to the end and others cut early.
+"""
+from __future__ import annotations
+
+import math
+import os
+import pickle
+from typing import Any
+
+from search.errors import SearchError
+from search.trials import trial_identity
+
+SCHEDULERS = ("fold-asha", "asha", "fifo")
+TIME_ATTR = "training_iteration"  # one tune.report per epoch, so this is the epoch (1-based)
+
+
+def rung_milestones(grace_period: int, max_t: int, reduction_factor: float) -> list[int]:
+    """Epochs at which configs are compared: grace_period * rf**k, strictly below max_t (ends anyway there)."""
+    milestones, k = [], 0
+    while True:
+        epoch = int(round(grace_period * reduction_factor ** k))
+        if epoch >= max_t:
+            return milestones
+        if not milestones or epoch > milestones[-1]:
+            milestones.append(epoch)
+        k += 1
+
+
+def rung_cutoff(values: list[float], reduction_factor: float) -> float | None:
+    """The value a config must reach at a rung: the (1 - 1/rf) quantile of the others (None: no others)."""
+    import numpy as np
+
+    finite = [value for value in values if value is not None and math.isfinite(value)]
+    if not finite:
+        return None
+    return float(np.percentile(finite, (1 - 1 / reduction_factor) * 100))
+
+
+class FoldAwareDecisions:
+    """The fold-aware ASHA bookkeeping, free of Ray so that it can be reasoned about and pickled.
+
+    `values[rung][config_id][fold]` holds metric * sign (higher is better); `stopped[config_id]` the rung
+    at which the config was stopped; `decided` the (config_id, rung) pairs already judged.
+    """
+
+    def __init__(self, milestones: list[int], reduction_factor: float, sign: float):
+        self.milestones = list(milestones)
+        self.reduction_factor = float(reduction_factor)
+        self.sign = float(sign)
+        self.values: dict[int, dict[str, dict[int, float]]] = {m: {} for m in self.milestones}
+        self.decided: set[tuple[str, int]] = set()
+        self.stopped: dict[str, int] = {}
+        self.reasons: dict[str, str] = {}  # "<config_id>/<fold>" -> why it was stopped
+        self.records = 0  # values recorded so far: a change tells the scheduler to save its state
+
+    def config_value(self, rung: int, config_id: str) -> float:
+        folds = self.values[rung].get(config_id, {})
+        return sum(folds.values()) / len(folds) if folds else math.nan
+
+    def on_result(self, config_id: str, fold: int, epoch: int, metric: float) -> bool:
+        """Record one epoch's metric of one fold; True when this fold must stop now."""
+        key = f"{config_id}/{fold}"
+        if config_id in self.stopped:
+            self.reasons.setdefault(
+                key, f"config stopped at rung {self.stopped[config_id]} (mean over its folds below cutoff)")
+            return True
+        for rung in self.milestones:
+            if rung > epoch or fold in self.values[rung].get(config_id, {}):
+                continue
+            self.values[rung].setdefault(config_id, {})[fold] = self.sign * float(metric)
+            self.records += 1
+            if (config_id, rung) in self.decided:
+                continue
+            self.decided.add((config_id, rung))
+            others = [self.config_value(rung, other) for other in self.values[rung] if other != config_id]
+            cutoff = rung_cutoff(others, self.reduction_factor)
+            mean = self.config_value(rung, config_id)
+            if cutoff is not None and mean < cutoff:
+                self.stopped[config_id] = rung
+                self.reasons[key] = (f"stopped at rung {rung}: config mean {self.sign * mean:.4f} "
+                                     f"worse than cutoff {self.sign * cutoff:.4f}")
+                return True
+        return False
+
+
+def _fold_aware_asha_class():
+    """Build the Tune scheduler class lazily (it subclasses Ray's FIFOScheduler)."""
+    from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+    class FoldAwareASHAScheduler(FIFOScheduler):
+        """ASHA whose contestants are configs (mean over folds), with sticky per-config decisions."""
+
+        def __init__(self, *, metric: str, mode: str, max_t: int, grace_period: int = 1,
+                     reduction_factor: float = 3, state_path: str | None = None):
+            super().__init__()
+            self._metric, self._mode = metric, mode
+            self.state_path = state_path  # decisions survive a killed driver (Tune does not save schedulers)
+            self.decisions = FoldAwareDecisions(
+                rung_milestones(grace_period, max_t, reduction_factor), reduction_factor,
+                1.0 if mode == "max" else -1.0)
+
+        def __setstate__(self, state):
+            # Tune.restore unpickles the scheduler as it was when the search started: reload later decisions.
+            self.__dict__.update(state)
+            if self.state_path and os.path.isfile(self.state_path):
+                with open(self.state_path, "rb") as stream:
+                    self.decisions = pickle.load(stream)
+
+        def _save_decisions(self) -> None:
+            if self.state_path:
+                tmp = self.state_path + ".tmp"
+                with open(tmp, "wb") as stream:
+                    pickle.dump(self.decisions, stream)
+                os.replace(tmp, self.state_path)
+
+        def set_search_properties(self, metric, mode, **spec) -> bool:
+            return not (metric and metric != self._metric) and not (mode and mode != self._mode)
+
+        def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+            if TIME_ATTR not in result or self._metric not in result:
+                return TrialScheduler.CONTINUE
+            config_id, fold = trial_identity(trial.config)
+            before = self.decisions.records
+            stop = self.decisions.on_result(config_id, fold, int(result[TIME_ATTR]), result[self._metric])
+            if self.decisions.records != before:
+                self._save_decisions()
+            return TrialScheduler.STOP if stop else TrialScheduler.CONTINUE
+
+        def choose_trial_to_run(self, tune_controller):
+            # Start folds of live configs first: a stopped config's pending folds would only run one epoch.
+            pending = [t for t in tune_controller.get_trials() if t.status == "PENDING"]
+            for trial in pending:
+                if trial_identity(trial.config)[0] not in self.decisions.stopped:
+                    return trial
+            return super().choose_trial_to_run(tune_controller)
+
+        def stop_reasons(self) -> dict[str, str]:
+            return dict(self.decisions.reasons)
+
+        def debug_string(self) -> str:
+            return (f"FoldAwareASHA: rungs {self.decisions.milestones}, "
+                    f"{len(self.decisions.stopped)} configs stopped")
+
+    FoldAwareASHAScheduler.__module__ = __name__
+    FoldAwareASHAScheduler.__qualname__ = "FoldAwareASHAScheduler"
+    return FoldAwareASHAScheduler
+
+
+_LAZY_CLASSES: dict[str, type] = {}
+
+
+def __getattr__(name: str):
+    # `search.schedulers.FoldAwareASHAScheduler` resolves on first access (Ray imported then), so pickles of
+    # the scheduler (Tune saves it with the experiment) load by reference.
+    if name == "FoldAwareASHAScheduler":
+        if name not in _LAZY_CLASSES:
+            _LAZY_CLASSES[name] = _fold_aware_asha_class()
+        return _LAZY_CLASSES[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def make_scheduler(name: str, *, metric: str = "val_auc", mode: str = "max", max_t: int,
+                   grace_period: int = 1, reduction_factor: float = 3, state_path: str | None = None) -> Any:
+    """A Tune scheduler by name (`fold-asha`, `asha`, `fifo`) that owns metric and mode.
+
+    Give metric/mode here only, not also to TuneConfig (Tune raises when both are set).
+    """
+    if name not in SCHEDULERS:
+        raise SearchError(f"unknown scheduler {name!r}: choose one of {', '.join(SCHEDULERS)}")
+    if mode not in ("max", "min"):
+        raise SearchError(f"scheduler mode must be 'max' or 'min', got {mode!r}")
+    if int(max_t) < 1 or int(grace_period) < 1 or float(reduction_factor) <= 1:
+        raise SearchError(
+            f"scheduler needs max_t >= 1, grace_period >= 1 and reduction_factor > 1; got max_t={max_t}, "
+            f"grace_period={grace_period}, reduction_factor={reduction_factor}")
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if name == "fifo":
+        return FIFOScheduler()
+    if name == "asha":
+        return ASHAScheduler(time_attr=TIME_ATTR, metric=metric, mode=mode, max_t=int(max_t),
+                             grace_period=min(int(grace_period), int(max_t)),
+                             reduction_factor=reduction_factor)
+    return __getattr__("FoldAwareASHAScheduler")(metric=metric, mode=mode, max_t=int(max_t),
+                                    grace_period=int(grace_period), reduction_factor=reduction_factor,
+                                    state_path=state_path)

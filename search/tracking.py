@@ -1,0 +1,327 @@
+"""MLflow logging of a search from the driver: one writer, run ids kept in mlflow_runs.json.
+
+Run tree (one experiment per search): parent run (the search) > one run per config (fold aggregates,
+updated as folds finish) > one run per fold trial (per-epoch metrics with step = epoch, params = flat config
++ fold, stop reason, failures). A resumed search reads mlflow_runs.json and reuses every run in it, and skips
+epochs a run already has, so an interrupted search never duplicates runs or steps.
+Only configs, folds and metrics are logged: nothing from the manifest, so nothing that identifies a patient.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from search.errors import SearchError
+from search.trials import reported_metrics, searched_params, stop_reason, trial_config, trial_identity
+
+RUNS_FILE = "mlflow_runs.json"
+TRIAL_KEY_TAG = "cxrtune.trial_key"
+CONFIG_ID_TAG = "cxrtune.config_id"
+PARENT_TAG = "mlflow.parentRunId"
+
+logger = logging.getLogger(__name__)
+
+
+def absolute_tracking_uri(tracking_uri: str | None, out_dir: Path) -> str:
+    """An absolute tracking URI: default sqlite in OUT/mlflow.db; relative sqlite paths made absolute."""
+    if not tracking_uri:
+        return f"sqlite:///{(Path(out_dir).resolve() / 'mlflow.db')}"
+    if tracking_uri.startswith("sqlite:///") and not tracking_uri.startswith("sqlite:////"):
+        return f"sqlite:///{Path(tracking_uri[len('sqlite:///'):]).resolve()}"
+    if "://" not in tracking_uri:
+        raise SearchError(f"--tracking-uri {tracking_uri!r} is not a URI: give sqlite:////ABS/PATH/mlflow.db "
+                          "or http://HOST:PORT of an `mlflow server`")
+    return tracking_uri
+
+
+def read_runs(search_dir: Path) -> dict | None:
+    path = Path(search_dir) / RUNS_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def write_runs(search_dir: Path, runs: dict) -> None:
+    """Atomic write: a killed driver leaves either the old or the new file, never half of one."""
+    path = Path(search_dir) / RUNS_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(runs, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _params(values: dict[str, Any]):
+    from mlflow.entities import Param
+
+    return [Param(str(k), str(v)[:500]) for k, v in values.items()]
+
+
+def _tags(values: dict[str, Any]):
+    from mlflow.entities import RunTag
+
+    return [RunTag(str(k), str(v)) for k, v in values.items()]
+
+
+def open_search_tracking(search_dir: Path, tracking_uri: str, experiment_name: str,
+                         search_params: dict[str, Any]) -> dict:
+    """Create (or, on resume, reopen) the experiment and the parent run; write mlflow_runs.json."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    runs = read_runs(search_dir)
+    if runs is not None:
+        client.update_run(runs["parent_run_id"], status="RUNNING")
+        return runs
+    try:
+        experiment = client.get_experiment_by_name(experiment_name)
+    except Exception as error:  # the store is down or not a tracking store
+        raise SearchError(f"MLflow tracking store {tracking_uri} is not reachable: {error}") from error
+    if experiment is not None:
+        raise SearchError(f"MLflow experiment {experiment_name!r} already exists in {tracking_uri}: "
+                          "choose another --name, or continue that search with --resume")
+    experiment_id = client.create_experiment(experiment_name)
+    parent = client.create_run(experiment_id, run_name=experiment_name, tags={"cxrtune.kind": "search"})
+    client.log_batch(parent.info.run_id, params=_params(search_params))
+    runs = {"tracking_uri": tracking_uri, "experiment_id": experiment_id,
+            "parent_run_id": parent.info.run_id, "configs": {}, "trials": {}}
+    write_runs(search_dir, runs)
+    return runs
+
+
+def fold_aggregates(finals: dict[int, dict[str, float]]) -> dict[str, float]:
+    """cv_<metric>_mean/_std over the finished folds of one config, plus cost figures."""
+    import numpy as np
+
+    metrics: dict[str, float] = {"n_folds_done": float(len(finals))}
+    keys = sorted({k for fold in finals.values() for k in fold if k.startswith("val_")})
+    for key in keys:
+        values = [fold[key] for fold in finals.values() if key in fold and math.isfinite(fold[key])]
+        if values:
+            metrics[f"cv_{key}_mean"] = float(np.mean(values))
+            metrics[f"cv_{key}_std"] = float(np.std(values))
+    for key in ("steady_epoch_time_s", "gpu_seconds_per_epoch", "trainable_params"):
+        values = [fold[key] for fold in finals.values() if math.isfinite(fold.get(key, math.nan))]
+        if values:
+            metrics[key] = float(np.mean(values))
+    metrics["total_gpu_seconds"] = float(sum(fold.get("gpu_seconds", 0.0) for fold in finals.values()))
+    return metrics
+
+
+def _tune_callback_base():
+    from ray.tune import Callback
+
+    return Callback
+
+
+def _build_callback_class():
+    Callback = _tune_callback_base()
+
+    class MlflowSearchCallback(Callback):
+        """Tune callback in the driver: the only MLflow writer of a search."""
+
+        def __init__(self, search_dir: str, n_folds: int, scheduler=None):
+            self.search_dir = str(search_dir)
+            self.n_folds = int(n_folds)
+            self.scheduler = scheduler  # asked for its stop reasons, when it keeps them
+            self._client = None
+            self._runs: dict | None = None
+            self._finals: dict[str, dict[int, dict[str, float]]] = {}
+            self._epochs: dict[str, list[tuple[float, float]]] = {}  # trial key -> [(epoch_time_s, traced)]
+            self._last_step: dict[str, int] = {}
+
+        def __getstate__(self):
+            # Tune pickles callbacks with the experiment; the client and run cache are rebuilt on setup.
+            state = dict(self.__dict__)
+            state.update(_client=None, _runs=None, _finals={}, _epochs={}, _last_step={})
+            return state
+
+        # ----- run bookkeeping -----
+        @property
+        def client(self):
+            if self._client is None:
+                from mlflow.tracking import MlflowClient
+
+                self._runs = read_runs(Path(self.search_dir))
+                if self._runs is None:
+                    raise SearchError(f"{self.search_dir}/{RUNS_FILE} is missing: open tracking first")
+                self._client = MlflowClient(self._runs["tracking_uri"])
+                self._load_existing_runs()
+            return self._client
+
+        def _load_existing_runs(self) -> None:
+            """On resume: finished folds' final metrics and each run's last logged epoch."""
+            for key, run_id in self._runs["trials"].items():
+                run = self._client.get_run(run_id)
+                latest = dict(run.data.metrics)
+                self._last_step[key] = int(latest.get("epoch", 0))
+                if run.info.status == "FINISHED":
+                    config_id, fold = key.rsplit("/", 1)
+                    self._finals.setdefault(config_id, {})[int(fold)] = latest
+
+        def _config_run(self, config_id: str, flat: dict) -> str:
+            run_id = self._runs["configs"].get(config_id)
+            if run_id is None:
+                run = self.client.create_run(
+                    self._runs["experiment_id"], run_name=f"config-{config_id}",
+                    tags={PARENT_TAG: self._runs["parent_run_id"], CONFIG_ID_TAG: config_id,
+                          "cxrtune.kind": "config"})
+                run_id = run.info.run_id
+                params = {k: v for k, v in searched_params(flat).items() if k != "fold"}
+                self.client.log_batch(run_id, params=_params(params))
+                self._runs["configs"][config_id] = run_id
+                write_runs(Path(self.search_dir), self._runs)
+            return run_id
+
+        def _trial_run(self, trial) -> str:
+            flat = trial_config(trial.config)
+            config_id, fold = trial_identity(trial.config)
+            key = f"{config_id}/{fold}"
+            client = self.client
+            run_id = self._runs["trials"].get(key)
+            if run_id is None:
+                parent = self._config_run(config_id, flat)
+                run = client.create_run(
+                    self._runs["experiment_id"], run_name=f"{config_id}-fold{fold}",
+                    tags={PARENT_TAG: parent, TRIAL_KEY_TAG: key, CONFIG_ID_TAG: config_id,
+                          "cxrtune.kind": "fold"})
+                run_id = run.info.run_id
+                client.log_batch(run_id, params=_params(searched_params(flat)))
+                self._runs["trials"][key] = run_id
+                write_runs(Path(self.search_dir), self._runs)
+            return run_id
+
+        def _safely(self, action, *args) -> None:
+            # A tracking hiccup must not kill a search that may have run for days; it is logged loudly.
+            try:
+                action(*args)
+            except SearchError:
+                raise
+            except Exception as error:
+                logger.warning("MLflow logging failed (%s): %s", action.__name__, error)
+
+        # ----- Tune hooks -----
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self._safely(self._start, trial)
+
+        def _start(self, trial) -> None:
+            run_id = self._trial_run(trial)
+            self.client.update_run(run_id, status="RUNNING")
+            self.client.set_tag(run_id, "trial_id", trial.trial_id)
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            self._safely(self._result, trial, result)
+
+        def _result(self, trial, result: dict) -> None:
+            from mlflow.entities import Metric
+
+            key = "{}/{}".format(*trial_identity(trial.config))
+            step = int(result.get("training_iteration", result.get("epoch", 0)))
+            metrics = reported_metrics(result)
+            if "epoch_time_s" in metrics:
+                self._epochs.setdefault(key, []).append((metrics["epoch_time_s"], metrics.get("traced", 0.0)))
+            if step <= self._last_step.get(key, 0):
+                return  # already logged before the driver was restarted
+            metrics.setdefault("epoch", float(step))
+            now = int(time.time() * 1000)
+            batch = [Metric(name, value, now, step) for name, value in metrics.items()]
+            self.client.log_batch(self._trial_run(trial), metrics=batch)
+            self._last_step[key] = step
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._safely(self._end, trial, "FINISHED")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._safely(self._end, trial, "FAILED")
+
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            self._safely(self._recover, trial)
+
+        def _recover(self, trial) -> None:
+            run_id = self._trial_run(trial)
+            self.client.log_batch(run_id, tags=_tags({
+                "failures": trial.num_failures, "last_failure": _error_line(trial)}))
+
+        def _end(self, trial, status: str) -> None:
+            flat = trial_config(trial.config)
+            config_id, fold = trial_identity(trial.config)
+            key = f"{config_id}/{fold}"
+            run_id = self._trial_run(trial)
+            last = reported_metrics(trial.last_result or {})
+            epochs_done = int((trial.last_result or {}).get("training_iteration", 0) or 0)
+            reasons = self.scheduler.stop_reasons() if hasattr(self.scheduler, "stop_reasons") else {}
+            planned = int(flat["epochs"]) if "epochs" in flat else None
+            reason = stop_reason("ERROR" if status == "FAILED" else "TERMINATED", epochs_done, planned,
+                                 reasons.get(key))
+            tags = {"stop_reason": reason, "epochs_done": epochs_done, "failures": trial.num_failures}
+            if status == "FAILED":
+                tags["last_failure"] = _error_line(trial)
+            final = dict(last)
+            epoch_rows = [{"epoch_time_s": t, "traced": traced} for t, traced in self._epochs.get(key, [])]
+            from search.trials import steady_epoch_time_s
+
+            steady = steady_epoch_time_s(epoch_rows)
+            gpus = float(trial.placement_group_factory.required_resources.get("GPU", 0.0))
+            extra = {}
+            if math.isfinite(steady):
+                extra = {"steady_epoch_time_s": steady, "gpu_seconds_per_epoch": steady * gpus}
+            extra["gpu_seconds"] = gpus * sum(t for t, _ in self._epochs.get(key, []))
+            final.update(extra)
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            self.client.log_batch(run_id, metrics=[Metric(k, v, now, epochs_done) for k, v in extra.items()],
+                                  tags=_tags(tags))
+            self.client.set_terminated(run_id, status=status)
+            if status == "FINISHED":
+                self._finals.setdefault(config_id, {})[fold] = final
+                self._update_config(config_id, flat)
+
+        def _update_config(self, config_id: str, flat: dict) -> None:
+            from mlflow.entities import Metric
+
+            finals = self._finals.get(config_id, {})
+            run_id = self._config_run(config_id, flat)
+            now = int(time.time() * 1000)
+            aggregates = fold_aggregates(finals)
+            self.client.log_batch(run_id, metrics=[Metric(k, v, now, len(finals))
+                                                   for k, v in aggregates.items()])
+            if len(finals) >= self.n_folds:
+                self.client.set_terminated(run_id, status="FINISHED")
+
+        def on_experiment_end(self, trials, **info):
+            self._safely(self._finish_search, trials)
+
+        def _finish_search(self, trials) -> None:
+            done = all(t.status in ("TERMINATED", "ERROR") for t in trials)
+            self.client.set_terminated(self._runs["parent_run_id"], status="FINISHED" if done else "KILLED")
+            for config_id, run_id in self._runs["configs"].items():
+                if self.client.get_run(run_id).info.status == "RUNNING":
+                    self.client.set_terminated(run_id, status="FINISHED" if done else "KILLED")
+
+    MlflowSearchCallback.__module__ = __name__
+    MlflowSearchCallback.__qualname__ = "MlflowSearchCallback"
+    return MlflowSearchCallback
+
+
+def _error_line(trial) -> str:
+    """Last line of a trial's error (Tune keeps the traceback in error.txt), cut to 250 characters."""
+    path = getattr(trial, "error_file", None)
+    if path and os.path.isfile(path):
+        lines = [line for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
+        if lines:
+            return lines[-1][:250]
+    return "error (see the trial's error.txt)"
+
+
+_LAZY: dict[str, type] = {}
+
+
+def __getattr__(name: str):
+    # Built on first access so that importing this module does not import Ray; pickles load by reference.
+    if name == "MlflowSearchCallback":
+        if name not in _LAZY:
+            _LAZY[name] = _build_callback_class()
+        return _LAZY[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

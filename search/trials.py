@@ -1,0 +1,183 @@
+"""What identifies a trial, what it reported, and trials.csv (one row per (config, fold)).
+
+A trial's Tune config is `{TRIAL_CONFIG_KEY: flat config + fold + driver keys}`: the driver expands configs
+itself and grids over that one key, so each fold of a config sees exactly the same values.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+# The single grid key of the Tune param space; its values are whole trial configs.
+TRIAL_CONFIG_KEY = "trial_config"
+
+# Keys the driver adds to a config for the trial (ARCHITECTURE §6); not searched, not part of config_id.
+DRIVER_KEYS = ("weights_dir", "checkpoint_every", "n_classes")
+
+# Result keys filled in by Tune itself; everything else numeric in a result came from the trainable.
+TUNE_RESULT_KEYS = frozenset({
+    "training_iteration", "time_this_iter_s", "time_total_s", "time_since_restore",
+    "iterations_since_restore", "timestamp", "pid", "hostname", "node_ip", "date", "done",
+    "trial_id", "experiment_tag", "should_checkpoint", "checkpoint_dir_name", "config",
+    "timesteps_total", "episodes_total", "timesteps_since_restore", "warmup_time",
+})
+
+
+def trial_config(tune_config: dict) -> dict:
+    """The flat trial config a trainable receives, from Tune's (nested) config of a trial."""
+    return tune_config.get(TRIAL_CONFIG_KEY, tune_config)
+
+
+def trial_identity(tune_config: dict) -> tuple[str, int]:
+    """(config_id, fold) of a trial."""
+    flat = trial_config(tune_config)
+    return str(flat["config_id"]), int(flat["fold"])
+
+
+def trial_key(tune_config: dict) -> str:
+    """'<config_id>/<fold>': the key of mlflow_runs.json["trials"] and of trials.csv rows."""
+    config_id, fold = trial_identity(tune_config)
+    return f"{config_id}/{fold}"
+
+
+def reported_metrics(result: dict) -> dict[str, float]:
+    """The trainable's own numeric metrics of one result (Tune's bookkeeping keys left out)."""
+    metrics = {}
+    for key, value in result.items():
+        if key in TUNE_RESULT_KEYS or key.startswith("config/") or isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float)) and math.isfinite(float(value)):
+            metrics[key] = float(value)
+    return metrics
+
+
+def searched_params(flat_config: dict) -> dict[str, Any]:
+    """The flat config without driver-only keys: what MLflow params and trials.csv show."""
+    return {key: value for key, value in flat_config.items() if key not in DRIVER_KEYS}
+
+
+def steady_epoch_time_s(history: Iterable[dict]) -> float:
+    """Mean epoch time over epochs without graph tracing (the first epoch's tracing is not a steady cost)."""
+    times = [float(row["epoch_time_s"]) for row in history
+             if "epoch_time_s" in row and not float(row.get("traced", 0.0))]
+    if not times:  # only traced epochs: the best available estimate is their mean
+        times = [float(row["epoch_time_s"]) for row in history if "epoch_time_s" in row]
+    return sum(times) / len(times) if times else math.nan
+
+
+def read_result_history(trial_dir: str | os.PathLike | None) -> list[dict]:
+    """Every result a trial reported, from Tune's result.json in its folder ([] when not readable)."""
+    if not trial_dir:
+        return []
+    path = Path(trial_dir) / "result.json"
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut short by a killed driver
+                continue
+    return rows
+
+
+def stop_reason(status: str, epochs_done: int, epochs_planned: int | None, scheduler_reason: str | None) -> str:
+    """Why a trial ended, in words that read well in trials.csv and MLflow."""
+    if status == "ERROR":
+        return "error"
+    if status != "TERMINATED":
+        return status.lower()
+    if epochs_planned is not None and epochs_done >= epochs_planned:
+        return "completed"
+    return scheduler_reason or f"stopped early by the scheduler after {epochs_done} epochs"
+
+
+def trial_row(trial, scheduler_reasons: dict[str, str] | None = None) -> dict[str, Any]:
+    """One trials.csv row from a Tune Trial object (its config, status, last result, failures)."""
+    flat = trial_config(trial.config)
+    history = read_result_history(getattr(trial, "local_path", None)) or read_result_history(
+        getattr(trial, "path", None))
+    last = dict(trial.last_result or {})
+    if history and not reported_metrics(last):
+        last = history[-1]
+    epochs_done = int(last.get("training_iteration", 0) or 0)
+    planned = flat.get("epochs")
+    reason = (scheduler_reasons or {}).get(trial_key(trial.config))
+    row = dict(searched_params(flat))
+    row.update({
+        "trial_id": trial.trial_id,
+        "status": trial.status,
+        "stop_reason": stop_reason(trial.status, epochs_done, int(planned) if planned else None, reason),
+        "epochs_done": epochs_done,
+        "failures": int(trial.num_failures),
+        "steady_epoch_time_s": steady_epoch_time_s(history),
+        "cpus": float(trial.placement_group_factory.required_resources.get("CPU", 0.0)),
+    })
+    row.setdefault("gpus", float(trial.placement_group_factory.required_resources.get("GPU", 0.0)))
+    for key, value in reported_metrics(last).items():
+        row.setdefault(key, value)
+    return row
+
+
+def write_trials_csv(trials, path: Path, scheduler_reasons: dict[str, str] | None = None) -> Path:
+    """Write trials.csv: one row per (config, fold), sorted by config_id then fold."""
+    import pandas as pd
+
+    rows = [trial_row(trial, scheduler_reasons) for trial in trials]
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table = table.sort_values(["config_id", "fold"]).reset_index(drop=True)
+    tmp = path.with_suffix(".csv.tmp")
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def _build_writer_class():
+    from ray.tune import Callback
+
+    class TrialsCsvWriter(Callback):
+        """Tune callback keeping trials.csv current: after trial ends (at most every `interval_s`) and at the end."""
+
+        def __init__(self, path: str, scheduler=None, interval_s: float = 20.0):
+            self.path, self.scheduler, self.interval_s = str(path), scheduler, float(interval_s)
+            self._last_write = 0.0
+
+        def _write(self, trials, force: bool = False) -> None:
+            import time
+
+            now = time.monotonic()
+            if force or now - self._last_write >= self.interval_s:
+                reasons = self.scheduler.stop_reasons() if hasattr(self.scheduler, "stop_reasons") else {}
+                write_trials_csv(trials, Path(self.path), reasons)
+                self._last_write = now
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._write(trials)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._write(trials)
+
+        def on_experiment_end(self, trials, **info):
+            self._write(trials, force=True)
+
+    TrialsCsvWriter.__module__ = __name__
+    TrialsCsvWriter.__qualname__ = "TrialsCsvWriter"
+    return TrialsCsvWriter
+
+
+_LAZY: dict[str, type] = {}
+
+
+def __getattr__(name: str):
+    # Built on first access so that importing this module does not import Ray; pickles load by reference.
+    if name == "TrialsCsvWriter":
+        if name not in _LAZY:
+            _LAZY[name] = _build_writer_class()
+        return _LAZY[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
