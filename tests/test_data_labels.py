@@ -1,0 +1,107 @@
+"""data.labels: taxonomies, the hospital labels CSV, multi-hot encoding, rare categories."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from data.errors import DataError
+from data.labels import drop_rare_categories, encode_labels, load_taxonomy, read_hospital_labels
+
+
+def test_study_taxonomy_maps_19_subcategories_to_8_findings_plus_normal():
+    study = load_taxonomy("study")
+    assert study.name == "study" and study.normal == ("normal",)
+    assert len(study.categories) == 8
+    assert sum(len(names) for names in study.categories.values()) + len(study.normal) == 19
+    assert study.category_of()["aortic_knob_calcification"] == "aortic_calcification"
+    assert study.category_of()["normal"] is None
+
+
+def test_nih_taxonomy_has_the_14_findings_in_order():
+    from data.nih import FINDINGS
+
+    nih = load_taxonomy("nih")
+    assert tuple(nih.categories) == FINDINGS and nih.normal == ("No Finding",)
+
+
+def test_taxonomy_from_a_yaml_path_round_trips(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("name: mine\nnormal: [clear]\ncategories:\n  heart: [cardiomegaly]\n  lung: [nodule, mass]\n")
+    mine = load_taxonomy(path)
+    assert mine.categories == {"heart": ("cardiomegaly",), "lung": ("nodule", "mass")}
+    (tmp_path / "again.yaml").write_text(mine.to_yaml())
+    assert load_taxonomy(tmp_path / "again.yaml") == mine
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name: x\ncategories: {}\n", "categories"),
+    ("name: x\ncategories:\n  a: [n]\n  b: [n]\n", "listed under both"),
+    ("name: x\nnormal: [n]\ncategories:\n  a: [n]\n", "listed under both"),
+    ("name: [unclosed\n", "not valid YAML"),
+])
+def test_bad_taxonomy_files_name_the_problem(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message):
+        load_taxonomy(path)
+
+
+def test_unknown_taxonomy_name_lists_the_builtins():
+    with pytest.raises(DataError, match=r"\['nih', 'study'\]"):
+        load_taxonomy("nope")
+
+
+def test_encode_labels_is_multi_hot_and_normal_is_all_zero():
+    study = load_taxonomy("study")
+    texts = pd.Series(["normal", "nodule|pacemaker", "mass|nodule", " cardiomegaly "])
+    encoded = encode_labels(texts, study, where="labels.csv")
+    assert list(encoded.columns) == list(study.categories)
+    assert encoded.loc[0].sum() == 0
+    assert encoded.loc[1, "abnormal_lung_field"] == 1 and encoded.loc[1, "heart_pacemaker"] == 1
+    assert encoded.loc[2].sum() == 1  # two sub-categories of one category: one positive
+    assert encoded.loc[3, "cardiac_hypertrophy"] == 1
+    assert encoded.dtypes.unique().tolist() == ["uint8"]
+
+
+def test_unknown_label_names_are_all_listed():
+    with pytest.raises(DataError, match="label names not in taxonomy 'study': banana, kiwi; accepted: "):
+        encode_labels(pd.Series(["kiwi|nodule", "banana", "normal"]), load_taxonomy("study"), where="x.csv")
+
+
+def test_a_row_without_labels_is_an_error_not_a_guess():
+    with pytest.raises(DataError, match="no labels.*'normal'"):
+        encode_labels(pd.Series(["nodule", ""]), load_taxonomy("study"), where="x.csv")
+
+
+def test_rare_categories_are_dropped_and_reported():
+    labels = pd.DataFrame({"a": [1, 1, 1, 0], "b": [1, 0, 0, 0], "c": [0, 1, 1, 1]})
+    kept, dropped = drop_rare_categories(labels, 2)
+    assert kept == ["a", "c"] and dropped == {"b": 1}
+    with pytest.raises(DataError, match="every category"):
+        drop_rare_categories(labels, 10)
+
+
+def test_hospital_labels_csv_is_read_and_checked(tmp_path):
+    good = tmp_path / "labels.csv"
+    good.write_text("image,labels,patient_id,extra\nsub\\a.dcm,normal,007,x\nb.dcm,nodule,008,y\n")
+    table = read_hospital_labels(good)
+    assert list(table.columns) == ["image", "labels", "patient_id"]
+    assert table["image"].tolist() == ["sub/a.dcm", "b.dcm"] and table["patient_id"].tolist() == ["007", "008"]
+    cases = {
+        "missing.csv": None,
+        "no_labels.csv": "image,finding\na.dcm,normal\n",
+        "empty.csv": "",
+        "header_only.csv": "image,labels\n",
+        "twice.csv": "image,labels\na.dcm,normal\na.dcm,nodule\n",
+        "binary.csv": b"\xff\xfe\x00\x81garbage",
+    }
+    messages = {"missing.csv": "does not exist", "no_labels.csv": "lacks column.*labels", "empty.csv": "cannot be read",
+                "header_only.csv": "no rows", "twice.csv": "more than once", "binary.csv": "cannot be read|lacks"}
+    for name, content in cases.items():
+        path = tmp_path / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        elif content is not None:
+            path.write_text(content)
+        with pytest.raises(DataError, match=messages[name]):
+            read_hospital_labels(path)
