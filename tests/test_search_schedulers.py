@@ -1,0 +1,111 @@
+"""Fold-aware ASHA: decisions from the mean over a config's folds, sticky per config; plain ASHA and FIFO."""
+from __future__ import annotations
+
+import pickle
+
+import pandas as pd
+import pytest
+
+from search.errors import SearchError
+from search.schedulers import FoldAwareDecisions, make_scheduler, rung_cutoff, rung_milestones
+from test_search_tuner import ScriptedData, pickle_by_value, scripted_fold, scripted_space
+
+
+def test_rungs_lie_below_max_t_at_grace_times_powers_of_the_reduction_factor():
+    assert rung_milestones(1, 9, 3) == [1, 3]
+    assert rung_milestones(1, 10, 2) == [1, 2, 4, 8]
+    assert rung_milestones(2, 30, 3) == [2, 6, 18]
+    assert rung_milestones(5, 5, 3) == []  # a rung at max_t would decide nothing: the trial ends there
+
+
+def test_cutoff_is_the_quantile_of_the_other_configs():
+    assert rung_cutoff([], 3) is None
+    assert rung_cutoff([0.6], 2) == pytest.approx(0.6)
+    assert rung_cutoff([0.5, 0.7], 2) == pytest.approx(0.6)   # rf 2: the median
+    assert rung_cutoff([0.1, 0.2, 0.3, 0.4], 4) == pytest.approx(0.325)  # rf 4: the 75th percentile
+
+
+def test_a_config_is_judged_on_the_mean_of_its_folds_at_the_rung():
+    decisions = FoldAwareDecisions([1, 2], reduction_factor=2, sign=1.0)
+    # config a: both folds reach rung 1 (mean 0.6); then b's first fold at 0.58 is judged against 0.6.
+    assert not decisions.on_result("a", 0, 1, 0.70)
+    assert not decisions.on_result("a", 1, 1, 0.50)
+    assert decisions.config_value(1, "a") == pytest.approx(0.60)
+    assert decisions.on_result("b", 0, 1, 0.58)          # below a's fold mean (0.60), though above a's fold 1
+    assert decisions.stopped == {"b": 1}
+    assert "rung 1" in decisions.reasons["b/0"]
+
+
+def test_decisions_are_sticky_so_folds_live_or_die_together():
+    decisions = FoldAwareDecisions([1, 2], reduction_factor=2, sign=1.0)
+    assert not decisions.on_result("a", 0, 1, 0.60)
+    assert not decisions.on_result("b", 0, 1, 0.70)      # b promoted at rung 1 by its first fold
+    assert not decisions.on_result("b", 1, 1, 0.40)      # its weak second fold passes rung 1 with it
+    assert decisions.config_value(1, "b") == pytest.approx(0.55)
+    # c's fold 1 runs ahead of fold 0; c is stopped at rung 1 by fold 0, and fold 1 stops at its next report
+    assert not decisions.on_result("c", 1, 1, 0.90)
+    assert not decisions.on_result("c", 1, 2, 0.91)
+    assert not decisions.on_result("c", 0, 1, 0.20)      # rung 1 already decided for c (by fold 1)
+    assert decisions.on_result("d", 0, 1, 0.30)          # d: 0.30 < median(0.60, 0.55, 0.55) -> stopped
+    assert decisions.on_result("d", 1, 3, 0.99)          # a stopped config's other fold stops whatever it reports
+    assert decisions.reasons["d/1"].startswith("config stopped at rung 1")
+
+
+def test_min_mode_flips_the_sign():
+    decisions = FoldAwareDecisions([1], reduction_factor=2, sign=-1.0)
+    assert not decisions.on_result("a", 0, 1, 0.3)       # losses: lower is better
+    assert decisions.on_result("b", 0, 1, 0.5)
+    assert not decisions.on_result("c", 0, 1, 0.1)
+
+
+def test_factory_names_and_errors(tmp_path):
+    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
+
+    assert type(make_scheduler("fifo", max_t=3)) is FIFOScheduler
+    assert isinstance(make_scheduler("asha", max_t=3), AsyncHyperBandScheduler)
+    fold_asha = make_scheduler("fold-asha", max_t=9, state_path=str(tmp_path / "state.pkl"))
+    assert fold_asha.decisions.milestones == [1, 3]
+    with pytest.raises(SearchError, match="unknown scheduler 'pbt'"):
+        make_scheduler("pbt", max_t=3)
+    with pytest.raises(SearchError, match="reduction_factor > 1"):
+        make_scheduler("asha", max_t=3, reduction_factor=1)
+
+
+def test_fold_asha_decisions_survive_a_pickle_round_trip_through_its_state_file(tmp_path):
+    """Tune restores the scheduler pickled at the search's start; later decisions come from the state file."""
+    scheduler = make_scheduler("fold-asha", max_t=4, reduction_factor=2, state_path=str(tmp_path / "s.pkl"))
+    pickled_at_start = pickle.dumps(scheduler)
+    scheduler.decisions.on_result("a", 0, 1, 0.7)
+    scheduler.decisions.on_result("b", 0, 1, 0.1)
+    scheduler._save_decisions()
+    restored = pickle.loads(pickled_at_start)
+    assert restored.decisions.stopped == {"b": 1}
+
+
+@pytest.mark.slow
+def test_fold_asha_in_a_real_search_stops_exactly_the_weak_config_after_one_epoch(ray_local, tmp_path):
+    """4 configs x 2 folds, 4 epochs, rungs at epochs 1 and 2 (rf 2), one trial at a time.
+
+    val_auc = base + 0.01 * epoch - 0.02 * fold, with bases 0.60, 0.70, 0.50, 0.80 by learning rate, in
+    the configs' order. Config means at rung 1: 0.60, then 0.70 (above 0.60: promoted), then 0.50 (its
+    first fold gives 0.51 < median(0.60, 0.70)): stopped, both folds after exactly 1 epoch; then 0.80
+    (above the median of the others): promoted at both rungs. Everything else trains all 4 epochs.
+    """
+    from search.tuner import run_search
+
+    pickle_by_value()
+    rates = [1e-4, 2e-4, 3e-4, 4e-4]
+    data = ScriptedData(dict(zip(rates, [0.60, 0.70, 0.50, 0.80])))
+    search_dir = run_search(data=data, space=scripted_space(rates, epochs=4), name="fasha",
+                            out_dir=tmp_path, n_folds=2, scheduler="fold-asha", reduction_factor=2,
+                            max_concurrent=1, trainable=scripted_fold)
+    trials = pd.read_csv(search_dir / "trials.csv", dtype={"config_id": str})
+    epochs = {(row.learning_rate, row.fold): row.epochs_done for row in trials.itertuples()}
+    assert epochs == {(1e-4, 0): 4, (1e-4, 1): 4, (2e-4, 0): 4, (2e-4, 1): 4,
+                      (3e-4, 0): 1, (3e-4, 1): 1, (4e-4, 0): 4, (4e-4, 1): 4}
+    weak = trials[trials["learning_rate"] == 3e-4]
+    assert (weak["status"] == "TERMINATED").all()
+    assert weak["stop_reason"].str.contains("rung 1").all()
+    assert (trials[trials["learning_rate"] != 3e-4]["stop_reason"] == "completed").all()
+    table = pd.read_csv(search_dir / "fold_table.csv", dtype={"config_id": str})
+    assert len(table) == 4
