@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
@@ -134,8 +135,7 @@ def convert_all(tasks: list[ConversionTask], settings: ConversionSettings, out_d
                 progress: bool = True, on_record: Callable[[dict], None] | None = None) -> dict[str, dict[str, Any]]:
     """Convert every task not already recorded; return source_path -> record for all tasks.
 
-    workers=1 converts in this process; more use a process pool ('forkserver': safe even when the caller
-    has started threads, e.g. TensorFlow).
+    workers=1 converts in this process; more use a process pool (see `_pool_context`).
     """
     from tqdm import tqdm
 
@@ -171,7 +171,7 @@ def _convert_in_pool(pending, settings, images_dir: str, workers: int, keep) -> 
     # At most 4 tasks per worker in flight: results are recorded as they finish, and an error stops the
     # run without first converting the whole queue.
     queue = iter(pending)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("forkserver")) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
         in_flight = set()
         try:
             for task in queue:
@@ -185,6 +185,14 @@ def _convert_in_pool(pending, settings, images_dir: str, workers: int, keep) -> 
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
+
+
+def _pool_context():
+    """'fork' starts workers in milliseconds and, unlike 'spawn'/'forkserver', does not re-run the caller's
+    __main__ (a user script without a main guard, or `python -`). Forking a process whose libraries run
+    native threads can deadlock the child, so after TensorFlow, Ray or torch are imported: 'forkserver'."""
+    threaded = any(name in sys.modules for name in ("tensorflow", "ray", "torch"))
+    return get_context("forkserver" if threaded else "fork")
 
 
 def _finish(in_flight):

@@ -20,14 +20,16 @@ from data.outputs import finish_prepared
 from data.privacy import resolve_salt, salt_fingerprint
 
 DEFAULT_MODALITIES = ("CR", "DX", "DR")
-DEFAULT_MIN_SIDE_PX = 64
+# Too small: a side under max(32 px, image_size / 4), i.e. an image that would be upsampled more than
+# 4x (thumbnails, secondary captures). Real radiographs have sides of 1000 px and more.
+SMALLEST_MIN_SIDE_PX = 32
 DEFAULT_MAX_ASPECT_RATIO = 2.0
 
 
 def prepare_hospital(input_dir, labels_csv, out_dir, *, taxonomy: str | Path = "study", image_size: int = 512,
                      bit_depth: int = 8, min_category_images: int = 0,
                      allowed_modalities: tuple[str, ...] | None = DEFAULT_MODALITIES, workers: int | None = None,
-                     salt: str | None = None, salt_file: Path | None = None, min_side_px: int = DEFAULT_MIN_SIDE_PX,
+                     salt: str | None = None, salt_file: Path | None = None, min_side_px: int | None = None,
                      max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO, allow_missing_images: bool = False,
                      progress: bool = True) -> dict[str, Any]:
     """Prepare a folder of DICOM files (any depth) labelled by a CSV (image, labels[, patient_id]).
@@ -49,11 +51,11 @@ def prepare_hospital(input_dir, labels_csv, out_dir, *, taxonomy: str | Path = "
     listed = set(label_rows.index)
     unlisted = {source: "not listed in the labels CSV" for source in sources if source not in listed}
 
-    settings, salt_source = _settings(out_dir, image_size, bit_depth, allowed_modalities, min_side_px,
-                                      max_aspect_ratio, salt, salt_file)
     tasks = [ConversionTask(source, str(input_dir / source), file_fingerprint(input_dir / source))
              for source in sources if source in listed]
-    return _run(tasks, settings, out_dir, workers, progress, input_count=len(sources), early_rejects=unlisted,
+    settings, salt_source = _settings(out_dir, image_size, bit_depth, allowed_modalities, min_side_px,
+                                      max_aspect_ratio, salt, salt_file, bool(tasks))
+    return _run(tasks, settings, out_dir, workers, progress, early_rejects=unlisted,
                 label_rows=label_rows, categories=list(chosen.categories), taxonomy=chosen,
                 min_category_images=min_category_images, dataset_format="hospital",
                 extra={"missing_images": len(missing), "patient_key_salt": salt_source})
@@ -61,7 +63,7 @@ def prepare_hospital(input_dir, labels_csv, out_dir, *, taxonomy: str | Path = "
 
 def prepare_nih(input_dir, labels_csv, out_dir, *, train_val_list=None, test_list=None, image_size: int = 512,
                 bit_depth: int = 8, min_category_images: int = 0, workers: int | None = None,
-                salt: str | None = None, salt_file: Path | None = None, min_side_px: int = DEFAULT_MIN_SIDE_PX,
+                salt: str | None = None, salt_file: Path | None = None, min_side_px: int | None = None,
                 max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO, allow_missing_images: bool = False,
                 progress: bool = True) -> dict[str, Any]:
     """Prepare NIH ChestX-ray14: PNGs (flat or images_001 ... images_012) + Data_Entry_2017*.csv[.gz].
@@ -102,12 +104,12 @@ def prepare_nih(input_dir, labels_csv, out_dir, *, train_val_list=None, test_lis
             if not split:
                 unlisted[source] = "in neither train_val_list nor test_list"
 
-    settings, salt_source = _settings(out_dir, image_size, bit_depth, None, min_side_px, max_aspect_ratio, salt,
-                                      salt_file)
     tasks = [ConversionTask(source, str(input_dir / source), file_fingerprint(input_dir / source),
                             image_id=label_rows.at[source, "image"])
              for source in sources if source not in unlisted]
-    return _run(tasks, settings, out_dir, workers, progress, input_count=len(sources), early_rejects=unlisted,
+    settings, salt_source = _settings(out_dir, image_size, bit_depth, None, min_side_px, max_aspect_ratio, salt,
+                                      salt_file, bool(tasks))
+    return _run(tasks, settings, out_dir, workers, progress, early_rejects=unlisted,
                 label_rows=label_rows, categories=list(nih.FINDINGS), taxonomy=load_taxonomy("nih"),
                 min_category_images=min_category_images, dataset_format="nih",
                 extra={"missing_images": len(missing), "official_split": bool(split_of),
@@ -138,16 +140,23 @@ def _check_options(image_size, bit_depth, min_category_images, min_side_px, max_
         raise DataError(f"image_size {image_size!r} is not an integer >= 8 (px)")
     if bit_depth not in BIT_DEPTHS:
         raise DataError(f"bit_depth {bit_depth!r} not supported; accepted: 8, 16")
-    if min_category_images < 0 or min_side_px < 1 or max_aspect_ratio < 1:
+    if min_category_images < 0 or (min_side_px is not None and min_side_px < 1) or max_aspect_ratio < 1:
         raise DataError(f"min_category_images >= 0, min_side_px >= 1 and max_aspect_ratio >= 1 are required; got "
                         f"{min_category_images}, {min_side_px}, {max_aspect_ratio}")
 
 
-def _settings(out_dir, image_size, bit_depth, allowed_modalities, min_side_px, max_aspect_ratio, salt, salt_file):
+def _settings(out_dir, image_size, bit_depth, allowed_modalities, min_side_px, max_aspect_ratio, salt, salt_file,
+              anything_to_convert: bool):
+    """The conversion settings; the last step before writing, so every input check comes first."""
+    if not anything_to_convert:
+        raise DataError("no input file is listed in the labels: nothing to convert (check that the labels' "
+                        "image paths are relative to the input folder)")
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"output path {out_dir} exists and is not a folder")
     secret, source = resolve_salt(salt, out_dir, salt_file)
     modalities = tuple(sorted({name.strip().upper() for name in allowed_modalities})) if allowed_modalities else None
+    if min_side_px is None:
+        min_side_px = max(SMALLEST_MIN_SIDE_PX, image_size // 4)
     return ConversionSettings(image_size=image_size, bit_depth=bit_depth, allowed_modalities=modalities,
                               min_side_px=min_side_px, max_aspect_ratio=float(max_aspect_ratio), salt=secret,
                               salt_check=salt_fingerprint(secret)), source
@@ -176,11 +185,8 @@ def _nih_splits(table: pd.DataFrame, input_dir: Path, labels_dir: Path, train_va
     return {**{name: "cv" for name in train_val_names}, **{name: "test" for name in test_names}}
 
 
-def _run(tasks, settings, out_dir: Path, workers, progress, *, input_count, early_rejects, label_rows, categories,
+def _run(tasks, settings, out_dir: Path, workers, progress, *, early_rejects, label_rows, categories,
          taxonomy: Taxonomy, min_category_images, dataset_format, extra) -> dict[str, Any]:
-    if not tasks:
-        raise DataError("no input file is listed in the labels: nothing to convert "
-                        f"({input_count} file(s) found; check the labels' image paths)")
     out_dir.mkdir(parents=True, exist_ok=True)
     records = convert_all(tasks, settings, out_dir, workers=workers or default_workers(), progress=progress)
     summary = finish_prepared(

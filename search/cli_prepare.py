@@ -25,7 +25,8 @@ def register(subparsers) -> None:
     parser.add_argument("--allow-modality", action="append", metavar="MODALITY",
                         help="hospital only: accept this DICOM Modality too (repeatable; default CR, DX, DR)")
     parser.add_argument("--any-modality", action="store_true", help="hospital only: accept every modality")
-    parser.add_argument("--min-side", type=int, default=64, help="reject images with a side under this many px")
+    parser.add_argument("--min-side", type=int,
+                        help="reject images with a side under this many px (default: max(32, image size / 4))")
     parser.add_argument("--max-aspect", type=float, default=2.0, help="reject images whose long/short side exceeds this")
     parser.add_argument("--workers", type=int, help="conversion processes (default: all cores)")
     parser.add_argument("--salt", help="secret for patient keys (default: $CXRTUNE_SALT, else a salt file)")
