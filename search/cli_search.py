@@ -1,5 +1,86 @@
-"""Subcommands of `cxrtune` (see search/cli.py). Filled in by the area that owns them."""
+"""`cxrtune search`: run a search of configs x folds on Ray Tune, or resume an interrupted one."""
+from __future__ import annotations
+
+import argparse
+
+from search.errors import SearchError
+
+DEFAULT_OUT = "cxrtune-runs"
 
 
 def register(subparsers) -> None:
-    """Add this area's subcommands to the `cxrtune` parser."""
+    """Add `cxrtune search` to the `cxrtune` parser."""
+    parser = subparsers.add_parser(
+        "search", help="search configs x folds on Ray Tune (local or a cluster), logged to MLflow",
+        description="Run one Ray Tune trial per (config, fold) with fold-aware ASHA, log to MLflow, and write "
+                    "trials.csv, fold_table.csv and the Pareto front. `--resume NAME` continues a search "
+                    "whose driver was interrupted.")
+    parser.add_argument("--data", metavar="PREPARED", help="a prepared dataset folder (cxrtune prepare/synth)")
+    parser.add_argument("--space", metavar="NAME|FILE.yaml", help="a preset (demo, paper) or a space YAML")
+    parser.add_argument("--name", help="the search's name: a folder under --out and the MLflow experiment")
+    parser.add_argument("--resume", metavar="NAME", help="continue the interrupted search NAME instead")
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default ./{DEFAULT_OUT})")
+    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds per config (default 5)")
+    parser.add_argument("--scheduler", default="fold-asha", choices=("fold-asha", "asha", "fifo"),
+                        help="trial scheduler (default fold-asha: a config's folds are kept or stopped together)")
+    parser.add_argument("--grace-period", type=int, default=1, help="epochs before ASHA may stop (default 1)")
+    parser.add_argument("--reduction-factor", type=float, default=3, help="ASHA's halving rate (default 3)")
+    parser.add_argument("--gpus-per-trial", type=float, default=0, help="GPUs per trial, fractions allowed")
+    parser.add_argument("--cpus-per-trial", type=float, default=1, help="CPUs per trial (default 1)")
+    parser.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
+    parser.add_argument("--address", help="Ray cluster address (default $RAY_ADDRESS, else a local Ray)")
+    parser.add_argument("--storage", help="shared path or URI (s3://, gs://) for checkpoints and results")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite in --out; a server on a cluster)")
+    parser.add_argument("--max-failures", type=int, default=1, help="retries of a failed trial (default 1)")
+    parser.add_argument("--weights-dir", help="folder of source weight files (trainables' registry)")
+    parser.add_argument("--available-sources", metavar="LIST",
+                        help="comma-separated source weights that exist; configs needing others are left out")
+    parser.add_argument("--data-mode", default="auto", choices=("auto", "memory", "path"),
+                        help="how data reaches trials: object store (memory), a shared path, or by size (auto)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of sampled keys and folds (default 0)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a space key, YAML-valued (e.g. --set epochs=2 --set image_size=64)")
+    parser.set_defaults(func=search_command)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """`key=value` strings -> {key: YAML value}; `--set learning_rate=[1e-4,1e-3]` gives a grid."""
+    import yaml
+
+    overrides = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise SearchError(f"--set {item!r}: expected KEY=VALUE, e.g. --set epochs=2")
+        try:
+            overrides[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise SearchError(f"--set {item!r}: the value is not valid YAML ({error})") from error
+    return overrides
+
+
+def search_command(args: argparse.Namespace) -> int:
+    from search.tuner import resume_search, run_search
+
+    if args.resume:
+        given = [flag for flag in ("data", "space", "name") if getattr(args, flag)]
+        if given:
+            raise SearchError(f"--resume continues a search with its saved settings; leave out "
+                              f"{', '.join('--' + flag for flag in given)}")
+        resume_search(args.resume, args.out, address=args.address)
+        return 0
+    missing = [f"--{flag}" for flag in ("data", "space", "name") if not getattr(args, flag)]
+    if missing:
+        raise SearchError(f"a new search needs {', '.join(missing)} (or --resume NAME to continue one)")
+    available = None
+    if args.available_sources:
+        available = [name.strip() for name in args.available_sources.split(",") if name.strip()]
+    run_search(
+        data=args.data, space=args.space, name=args.name, out_dir=args.out, n_folds=args.folds,
+        scheduler=args.scheduler, gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
+        max_concurrent=args.max_concurrent, address=args.address, storage=args.storage,
+        tracking_uri=args.tracking_uri, max_failures=args.max_failures,
+        overrides=parse_overrides(args.overrides), available_sources=available, weights_dir=args.weights_dir,
+        seed=args.seed, grace_period=args.grace_period, reduction_factor=args.reduction_factor,
+        data_mode=args.data_mode)
+    return 0
