@@ -213,7 +213,11 @@ def _anatomy(canvas: Canvas, rng: np.random.Generator) -> tuple[np.ndarray, np.n
 
 
 def _vessels(canvas: Canvas, rng: np.random.Generator) -> np.ndarray:
-    """Branching lung markings: radial streaks from each hilum fading towards the periphery."""
+    """Branching lung markings: radial streaks from each hilum, fading towards the periphery.
+
+    Two families of streaks (few thick trunks near the hilum, more thin branches further out)
+    with wobbling angles look like a vascular tree rather than a sunburst.
+    """
     c, x, y = canvas.chest, canvas.x, canvas.y
     out = np.zeros_like(x)
     for side in (-1, 1):
@@ -221,9 +225,9 @@ def _vessels(canvas: Canvas, rng: np.random.Generator) -> np.ndarray:
         r = np.hypot(x - hx, y - hy)
         theta = np.arctan2(y - hy, x - hx)
         wobble = 1.2 * smooth_noise(rng, canvas.size, 7) + 0.5 * np.sin(11.0 * r + rng.uniform(0, 6.3))
-        streaks = np.clip(np.cos(rng.integers(12, 17) * theta + wobble), 0, 1) ** 3
-        # Streaks start outside the hilum, where they would otherwise meet in a sunburst.
-        out += streaks * np.exp(-r / 0.3) * sigmoid(r - 0.1, 0.04) + 0.6 * np.exp(-(r / 0.09) ** 2)
+        trunks = np.clip(np.cos(rng.integers(7, 10) * theta + wobble), 0, 1) ** 4 * sigmoid(r - 0.06, 0.03)
+        branches = np.clip(np.cos(rng.integers(18, 24) * theta + 1.5 * wobble), 0, 1) ** 6 * sigmoid(r - 0.2, 0.05)
+        out += (trunks + 0.7 * branches) * np.exp(-r / 0.32) + 0.6 * np.exp(-(r / 0.09) ** 2)
     return out * 0.11 * c.vessel_gain
 
 
@@ -280,6 +284,15 @@ def render_chest(
     # Quantum noise, a fixed fraction of the range: it survives downsizing as a faint grain.
     image = image + rng.normal(0.0, 0.012, size=image.shape)
     return np.clip(image, 0.0, 1.0).astype(np.float32)
+
+
+def lung_fields(chest: Chest, *, image_size: int) -> np.ndarray:
+    """The soft mask (0..1) of both lung fields, heart and mediastinum excluded (for checks and tests)."""
+    axis = (np.arange(image_size, dtype=np.float32) + 0.5) / image_size * 2.0 - 1.0
+    x, y = np.meshgrid(axis, axis)
+    canvas = Canvas(chest=chest, size=image_size, x=x, y=y)
+    _anatomy(canvas, np.random.default_rng(0))
+    return canvas.in_lungs()
 
 
 def with_changes(chest: Chest, **changes: float) -> Chest:

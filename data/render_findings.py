@@ -121,7 +121,7 @@ def _calcified_granulomas(canvas: Canvas, rng: np.random.Generator) -> None:
 
 
 def _more_markings(chest: Chest, rng: np.random.Generator) -> Chest:
-    return with_changes(chest, vessel_gain=chest.vessel_gain * rng.uniform(2.4, 2.9))
+    return with_changes(chest, vessel_gain=chest.vessel_gain * rng.uniform(3.2, 3.6))
 
 
 def _interstitial(canvas: Canvas, rng: np.random.Generator) -> None:
@@ -144,9 +144,9 @@ def _degenerative(canvas: Canvas, rng: np.random.Generator) -> None:
         for side in (-1, 1):
             if rng.random() < 0.75:
                 sx = float(canvas.spine_x_at(level)) + side * 0.085
-                canvas.opacity += 0.35 * ellipse(canvas.x, canvas.y, sx, level, 0.035, 0.025, edge=0.01)
+                canvas.opacity += 0.3 * ellipse(canvas.x, canvas.y, sx, level, 0.035, 0.025, edge=0.01)
     endplates = (0.5 + 0.5 * np.cos(2 * np.pi * (canvas.y + 0.02) / 0.105 + np.pi)) ** 8
-    canvas.opacity += 0.15 * endplates * sigmoid(0.08 - np.abs(canvas.x - canvas.spine_x_at(canvas.y)), 0.01)
+    canvas.opacity += 0.08 * endplates * sigmoid(0.08 - np.abs(canvas.x - canvas.spine_x_at(canvas.y)), 0.01)
 
 
 def _compression_fracture(canvas: Canvas, rng: np.random.Generator) -> None:
@@ -213,15 +213,15 @@ def _patches(canvas: Canvas, rng: np.random.Generator, *, amplitude: float, cell
 
 
 def _infiltration(canvas: Canvas, rng: np.random.Generator) -> None:
-    _patches(canvas, rng, amplitude=0.22, cells=12, zone="any")
+    _patches(canvas, rng, amplitude=0.32, cells=12, zone="any")
 
 
 def _pneumonia(canvas: Canvas, rng: np.random.Generator) -> None:
-    _patches(canvas, rng, amplitude=0.28, cells=6, zone="lower")
+    _patches(canvas, rng, amplitude=0.36, cells=6, zone="lower")
 
 
 def _consolidation(canvas: Canvas, rng: np.random.Generator) -> None:
-    opacity = _patches(canvas, rng, amplitude=0.34, cells=4, zone="any")
+    opacity = _patches(canvas, rng, amplitude=0.42, cells=4, zone="any")
     # Air bronchograms: the dense region keeps dark branching airways.
     canvas.opacity -= 0.4 * opacity * sigmoid(0.1 - np.abs(smooth_noise(rng, canvas.size, 9)), 0.03)
 

@@ -71,7 +71,7 @@ def label_model(dataset_format: str, prevalence: str) -> LabelModel:
     if dataset_format == "hospital":
         # 0.32 abnormal x ~1.4 findings each reproduces the category prevalences above.
         return LabelModel(0.68, {name: HOSPITAL_CATEGORIES[name][0] for name in names}, (0.68, 0.23, 0.09))
-    return LabelModel(1 - 60361 / 112120, {name: float(NIH_COUNTS[name]) for name in names}, (0.6, 0.25, 0.15))
+    return LabelModel(60361 / 112120, {name: float(NIH_COUNTS[name]) for name in names}, (0.6, 0.25, 0.15))
 
 
 def hospital_subcategories(categories: list[str], rng: np.random.Generator) -> list[str]:

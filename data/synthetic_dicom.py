@@ -103,7 +103,7 @@ def radiograph_dataset(image: np.ndarray, *, patient: Patient, study: Study, sop
     ds.BodyPartExamined = "CHEST"
     ds.ViewPosition = study.view
     ds.PatientOrientation = ["R", "F"] if study.view == "AP" else ["L", "F"]
-    spacing = round(430.0 / image.shape[1], 4)  # a 43 cm detector, in mm per pixel
+    spacing = round(430.0 / image.shape[0], 4)  # a 43 cm tall detector, in mm per pixel
     ds.PixelSpacing = [f"{spacing:g}", f"{spacing:g}"]
     ds.ImagerPixelSpacing = ds.PixelSpacing
     ds.InstanceNumber = instance
