@@ -144,7 +144,7 @@ def _degenerative(canvas: Canvas, rng: np.random.Generator) -> None:
         for side in (-1, 1):
             if rng.random() < 0.75:
                 sx = float(canvas.spine_x_at(level)) + side * 0.085
-                canvas.opacity += 0.3 * ellipse(canvas.x, canvas.y, sx, level, 0.035, 0.025, edge=0.01)
+                canvas.opacity += 0.32 * ellipse(canvas.x, canvas.y, sx, level, 0.045, 0.03, edge=0.01)
     endplates = (0.5 + 0.5 * np.cos(2 * np.pi * (canvas.y + 0.02) / 0.105 + np.pi)) ** 8
     canvas.opacity += 0.08 * endplates * sigmoid(0.08 - np.abs(canvas.x - canvas.spine_x_at(canvas.y)), 0.01)
 
