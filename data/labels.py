@@ -5,6 +5,7 @@ sub-category names a labels CSV may use. "normal" sub-categories mean "no findin
 """
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -152,7 +153,7 @@ def read_hospital_labels(path: Path | str) -> pd.DataFrame:
                         "expected: image, labels[, patient_id]")
     if table.empty:
         raise DataError(f"labels CSV {path} has no rows")
-    table["image"] = table["image"].str.strip().str.replace("\\", "/", regex=False)
+    table["image"] = [posixpath.normpath(name.strip().replace("\\", "/")) for name in table["image"]]
     repeated = table["image"][table["image"].duplicated()].unique()
     if len(repeated):
         raise DataError(f"labels CSV {path} lists {len(repeated)} image(s) more than once (first: {repeated[0]}); "

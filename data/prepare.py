@@ -17,7 +17,7 @@ from data.convert import BIT_DEPTHS, convert_image  # noqa: F401  (convert_image
 from data.errors import DataError
 from data.labels import Taxonomy, encode_labels, load_taxonomy, read_hospital_labels
 from data.outputs import finish_prepared
-from data.privacy import resolve_salt, salt_fingerprint
+from data.privacy import default_salt_file, resolve_salt, salt_fingerprint
 
 DEFAULT_MODALITIES = ("CR", "DX", "DR")
 # Too small: a side under max(32 px, image_size / 4), i.e. an image that would be upsampled more than
@@ -39,7 +39,8 @@ def prepare_hospital(input_dir, labels_csv, out_dir, *, taxonomy: str | Path = "
     input_dir, out_dir, labels_csv = Path(input_dir).resolve(), Path(out_dir).resolve(), Path(labels_csv).resolve()
     _check_options(image_size, bit_depth, min_category_images, min_side_px, max_aspect_ratio)
     chosen = load_taxonomy(taxonomy)
-    sources = list_input_files(input_dir, exclude=(labels_csv, out_dir))
+    salt_files = (default_salt_file(out_dir),) + ((Path(salt_file).resolve(),) if salt_file else ())
+    sources = list_input_files(input_dir, exclude=(labels_csv, out_dir, *salt_files))
     labels = read_hospital_labels(labels_csv)
     encoded = encode_labels(labels["labels"], chosen, where=str(labels_csv))
     known = set(sources)

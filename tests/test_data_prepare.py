@@ -272,6 +272,18 @@ def test_cli_prints_one_line_and_exits_2_on_bad_input(synthetic_hospital, tmp_pa
     assert code == 0 and load_prepared(tmp_path / "ok").summary["counts"]["accepted"] == 16
 
 
+def test_output_and_salt_file_inside_the_input_folder_are_not_inputs(synthetic_hospital, tmp_path, monkeypatch):
+    monkeypatch.delenv("CXRTUNE_SALT", raising=False)
+    folder = tmp_path / "hospital"
+    shutil.copytree(synthetic_hospital, folder)
+    first = prepare_hospital(folder, folder / "labels.csv", folder / "prepared", image_size=32, workers=1,
+                             progress=False)
+    assert (folder / "prepared.patient-salt.SECRET").is_file()
+    again = prepare_hospital(folder, folder / "labels.csv", folder / "prepared", image_size=32, workers=1,
+                             progress=False)
+    assert first["counts"] == again["counts"] and again["counts"]["input"] == 19
+
+
 def write_nih_folder(root: Path) -> Path:
     """NIH layout with its real quirks: 2017 CSV (trailing header comma, CRLF), images_00N/images, RGBA."""
     from PIL import Image
