@@ -142,7 +142,8 @@ def read_hospital_labels(path: Path | str) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"labels CSV {path} does not exist; expected columns: image, labels[, patient_id]")
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        # utf-8-sig: a CSV saved by Excel starts with a byte-order mark that would rename the first column.
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise DataError(f"labels CSV {path} cannot be read as CSV ({error.__class__.__name__}); "
                         "expected columns: image, labels[, patient_id]") from error

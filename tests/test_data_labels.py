@@ -83,7 +83,7 @@ def test_rare_categories_are_dropped_and_reported():
 
 def test_hospital_labels_csv_is_read_and_checked(tmp_path):
     good = tmp_path / "labels.csv"
-    good.write_text("image,labels,patient_id,extra\nsub\\a.dcm,normal,007,x\nb.dcm,nodule,008,y\n")
+    good.write_bytes("\ufeffimage,labels,patient_id,extra\r\nsub\\a.dcm,normal,007,x\r\n./b.dcm,nodule,008,y\r\n".encode())
     table = read_hospital_labels(good)
     assert list(table.columns) == ["image", "labels", "patient_id"]
     assert table["image"].tolist() == ["sub/a.dcm", "b.dcm"] and table["patient_id"].tolist() == ["007", "008"]

@@ -16,6 +16,14 @@ from data.errors import DataError
 from data.prepare import prepare_hospital, prepare_nih
 
 SALT = "test-salt"
+REAL_CONVERT_ONE = conversion.convert_one
+
+
+def convert_unless_six_images_exist(task, settings, images_dir):
+    """A pool worker that dies once 6 PNGs exist (module level, so a forked worker can unpickle it)."""
+    if len(list(Path(images_dir).glob("*.png"))) >= 6:
+        raise RuntimeError("worker died")
+    return REAL_CONVERT_ONE(task, settings, images_dir)
 
 
 def pydicom_testdata(name: str) -> Path:
@@ -199,6 +207,20 @@ def test_interrupted_run_resumes_and_unchanged_input_converts_nothing(synthetic_
     prepare_hospital(synthetic_hospital, synthetic_hospital / "labels.csv", out, image_size=48, salt=SALT,
                      workers=2, progress=False)
     assert progress_lines(out) == 19 and load_prepared(out).summary["image_size"] == 48
+
+
+def test_a_worker_dying_in_the_pool_keeps_finished_files(synthetic_hospital, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.setattr(conversion, "convert_one", convert_unless_six_images_exist)
+    with pytest.raises(RuntimeError, match="worker died"):
+        prepare_hospital(synthetic_hospital, synthetic_hospital / "labels.csv", out, image_size=32, salt=SALT,
+                         workers=2, progress=False)
+    monkeypatch.setattr(conversion, "convert_one", REAL_CONVERT_ONE)
+    recorded = progress_lines(out)
+    assert 1 <= recorded < 19 and not (out / "manifest.csv").exists()
+    prepare_hospital(synthetic_hospital, synthetic_hospital / "labels.csv", out, image_size=32, salt=SALT,
+                     workers=2, progress=False)
+    assert progress_lines(out) == 19  # each remaining file recorded once; none of the first ones again
 
 
 def test_parallel_and_serial_runs_write_identical_outputs(synthetic_hospital, tmp_path):
