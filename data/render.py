@@ -112,10 +112,10 @@ def smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     grid = rng.uniform(-1.0, 1.0, size=(cells + 1, cells + 1)).astype(np.float32)
     t = np.linspace(0.0, cells, size, dtype=np.float32)
     i0 = np.minimum(t.astype(np.int64), cells - 1)
-    f = t - i0
-    top = grid[i0][:, i0] * (1 - f)[None, :] + grid[i0][:, i0 + 1] * f[None, :]
-    bottom = grid[i0 + 1][:, i0] * (1 - f)[None, :] + grid[i0 + 1][:, i0 + 1] * f[None, :]
-    return top * (1 - f)[:, None] + bottom * f[:, None]
+    f = (t - i0).astype(np.float32)
+    # Separable: interpolate the rows of the small grid first, then the full-size columns.
+    rows = grid[i0] * (1 - f)[:, None] + grid[i0 + 1] * f[:, None]
+    return rows[:, i0] * (1 - f)[None, :] + rows[:, i0 + 1] * f[None, :]
 
 
 @dataclass
@@ -225,8 +225,10 @@ def _vessels(canvas: Canvas, rng: np.random.Generator) -> np.ndarray:
         r = np.hypot(x - hx, y - hy)
         theta = np.arctan2(y - hy, x - hx)
         wobble = 1.2 * smooth_noise(rng, canvas.size, 7) + 0.5 * np.sin(11.0 * r + rng.uniform(0, 6.3))
-        trunks = np.clip(np.cos(rng.integers(7, 10) * theta + wobble), 0, 1) ** 4 * sigmoid(r - 0.06, 0.03)
-        branches = np.clip(np.cos(rng.integers(18, 24) * theta + 1.5 * wobble), 0, 1) ** 6 * sigmoid(r - 0.2, 0.05)
+        trunks = np.square(np.square(np.clip(np.cos(rng.integers(7, 10) * theta + wobble), 0, 1)))
+        branches = np.clip(np.cos(rng.integers(18, 24) * theta + 1.5 * wobble), 0, 1)
+        branches = np.square(branches * branches * branches)
+        trunks, branches = trunks * sigmoid(r - 0.06, 0.03), branches * sigmoid(r - 0.2, 0.05)
         out += (trunks + 0.7 * branches) * np.exp(-r / 0.32) + 0.6 * np.exp(-(r / 0.09) ** 2)
     return out * 0.11 * c.vessel_gain
 
@@ -282,7 +284,7 @@ def render_chest(
     image = background + (image - background) * chest.exposure
     image = np.clip(image, 0.0, 1.0) ** chest.gamma
     # Quantum noise, a fixed fraction of the range: it survives downsizing as a faint grain.
-    image = image + rng.normal(0.0, 0.012, size=image.shape)
+    image = image + rng.normal(0.0, 0.012, size=image.shape).astype(np.float32)
     return np.clip(image, 0.0, 1.0).astype(np.float32)
 
 
