@@ -107,7 +107,14 @@ def _register_train_final(subparsers) -> None:
     parser.add_argument("--config", dest="config_id", default=None, help="config_id to train (default: the best)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the config's)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the AUC interval")
-    parser.add_argument("--to", type=Path, default=None, help="write the model here (default: OUT/NAME/final)")
+    parser.add_argument("--to", type=Path, default=None,
+                        help="write the model here (default: OUT/NAME/final/CONFIG_ID)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="prepared dataset (default: the search's, from search.json)")
+    parser.add_argument("--weights-dir", type=Path, default=None,
+                        help="source weights folder (default: the search's, from search.json)")
+    parser.add_argument("--model-name", default=None,
+                        help="MLflow registered model name (default: cxrtune-NAME)")
     parser.set_defaults(func=_train_final)
 
 
@@ -115,7 +122,8 @@ def _train_final(args) -> int:
     from search.final import train_final
 
     outcome = train_final(args.name, out_dir=args.out, config_id=args.config_id, epochs=args.epochs,
-                          n_bootstrap=args.bootstrap, model_dir=args.to)
+                          n_bootstrap=args.bootstrap, model_dir=args.to, data_path=args.data,
+                          weights_dir=args.weights_dir, registered_name=args.model_name)
     print("\n".join(outcome.summary_lines()))
     return 0
 
@@ -144,4 +152,11 @@ def _predict(args) -> int:
         args.output.write_text(text)
     else:
         print(text, end="")
+    failed = [row["file"] for row in predictions if row["error"]]
+    if failed:
+        import sys
+
+        print(f"cxrtune predict: {len(failed)} of {len(predictions)} file(s) could not be read; "
+              "see their `error` field", file=sys.stderr)
+        return 2
     return 0

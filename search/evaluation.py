@@ -1,0 +1,61 @@
+"""Test-set figures of a final model: per-class AUC, macro AUC with a bootstrap interval, accuracy.
+
+The interval is the percentile bootstrap over test images (resampled with replacement, seeded):
+each resample's macro AUC averages the categories that have both classes in that resample, as the
+trials' `val_auc` does. AUC comes from ranks (Mann-Whitney U, ties averaged), which equals
+scikit-learn's `roc_auc_score` and lets all resamples of a category be scored in one numpy call.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def rank_auc(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
+    """ROC AUC of each row (R x N 0/1 labels, R x N scores); NaN where a row lacks a class."""
+    from scipy.stats import rankdata
+
+    y_true = np.atleast_2d(y_true).astype(bool)
+    ranks = rankdata(np.atleast_2d(y_score), axis=1)  # ties get their average rank
+    n_pos = y_true.sum(axis=1).astype(float)
+    n_neg = y_true.shape[1] - n_pos
+    u_statistic = (ranks * y_true).sum(axis=1) - n_pos * (n_pos + 1) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = u_statistic / (n_pos * n_neg)
+    auc[(n_pos == 0) | (n_neg == 0)] = np.nan
+    return auc
+
+
+def bootstrap_macro_auc(y_true: np.ndarray, y_score: np.ndarray, *, n_resamples: int = 1000,
+                        seed: int = 0) -> np.ndarray:
+    """Macro AUC of each bootstrap resample of the rows (NaN when no category has both classes)."""
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, len(y_true), size=(n_resamples, len(y_true)))
+    per_class = np.stack([
+        rank_auc(y_true[rows, index], y_score[rows, index]) for index in range(y_true.shape[1])
+    ], axis=1)  # resamples x categories
+    scored = ~np.isnan(per_class)
+    with np.errstate(invalid="ignore"):
+        return np.where(scored.any(axis=1), np.nansum(per_class, axis=1) / scored.sum(axis=1), np.nan)
+
+
+def score_test_set(y_true, y_score, categories: list[str], *, n_resamples: int = 1000, seed: int = 0,
+                 confidence: float = 0.95) -> dict[str, float]:
+    """`test_auc` (macro over categories with both classes), `test_auc_ci_low/high`,
+    `test_auc_labels_scored`, `test_binary_accuracy` (threshold 0.5), `test_auc_<category>`."""
+    y_true = np.asarray(y_true, dtype=float)
+    y_score = np.asarray(y_score, dtype=float)
+    per_class = rank_auc(y_true.T, y_score.T)
+    scored = {category: float(value) for category, value in zip(categories, per_class) if not np.isnan(value)}
+    metrics = {
+        "test_auc": float(np.mean(list(scored.values()))) if scored else float("nan"),
+        "test_auc_labels_scored": float(len(scored)),
+        "test_binary_accuracy": float(((y_score >= 0.5) == (y_true >= 0.5)).mean()),
+        "test_images": float(len(y_true)),
+    }
+    resampled = bootstrap_macro_auc(y_true, y_score, n_resamples=n_resamples, seed=seed)
+    resampled = resampled[~np.isnan(resampled)]
+    tail = (1 - confidence) / 2 * 100
+    low, high = (np.percentile(resampled, [tail, 100 - tail]) if len(resampled) else (np.nan, np.nan))
+    metrics.update({"test_auc_ci_low": float(low), "test_auc_ci_high": float(high)})
+    metrics.update({f"test_auc_{category}": value for category, value in scored.items()})
+    return metrics

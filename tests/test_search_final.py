@@ -1,0 +1,172 @@
+"""train-final and the study recipe end to end on synthetic data; test-set scoring against scikit-learn.
+
+The recipe test is the CPU-sized version of the README's "Reproducing the study": synthetic hospital
+DICOM -> prepare -> folds with a held-out test part -> a search over methods A, C, D on local Ray ->
+report -> pareto -> train-final -> predict.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from search.errors import SearchError
+from search.evaluation import bootstrap_macro_auc, rank_auc, score_test_set
+from search.final import FinalSplit, choose_config
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_rank_auc_equals_scikit_learn_with_ties(seed):
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    y_true = rng.integers(0, 2, size=(4, 30))
+    y_score = rng.integers(0, 5, size=(4, 30)) / 4.0  # few distinct values: many ties
+    expected = [roc_auc_score(t, s) for t, s in zip(y_true, y_score)]
+    np.testing.assert_allclose(rank_auc(y_true, y_score), expected)
+
+
+def test_rank_auc_is_nan_without_both_classes():
+    assert np.isnan(rank_auc(np.array([[1, 1, 1]]), np.array([[0.1, 0.2, 0.3]]))).all()
+
+
+def test_score_test_set_per_class_macro_ci_and_accuracy():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(0, 2, size=(200, 3))
+    y_true[:, 2] = 0  # a category with no positive in the test part: left out, and said so
+    y_score = np.clip(y_true * 0.3 + rng.uniform(0, 0.7, size=y_true.shape), 0, 1)
+    metrics = score_test_set(y_true, y_score, ["a", "b", "c"], n_resamples=300, seed=1)
+
+    assert metrics["test_auc_a"] == pytest.approx(roc_auc_score(y_true[:, 0], y_score[:, 0]))
+    assert "test_auc_c" not in metrics and metrics["test_auc_labels_scored"] == 2
+    assert metrics["test_auc"] == pytest.approx((metrics["test_auc_a"] + metrics["test_auc_b"]) / 2)
+    assert metrics["test_auc_ci_low"] < metrics["test_auc"] < metrics["test_auc_ci_high"]
+    assert metrics["test_auc_ci_high"] - metrics["test_auc_ci_low"] < 0.2  # 200 images: a narrow interval
+    assert metrics["test_binary_accuracy"] == pytest.approx(((y_score >= 0.5) == y_true).mean())
+    # Seeded: the same interval every time.
+    assert score_test_set(y_true, y_score, ["a", "b", "c"], n_resamples=300, seed=1) == metrics
+    resampled = bootstrap_macro_auc(y_true, y_score, n_resamples=50, seed=0)
+    assert resampled.shape == (50,) and np.isfinite(resampled).all()
+
+
+def test_final_split_trains_on_every_cv_row_and_validates_on_test_rows():
+    class Handle:
+        def load(self):
+            manifest = pd.DataFrame({"split": ["cv", "cv", "test", "cv", "test"], "fold": [0, 1, -1, 2, -1]})
+            return np.arange(5), np.zeros((5, 1), np.uint8), manifest, ["x"]
+
+    _, _, manifest, _ = FinalSplit(Handle()).load()
+    assert (manifest["split"] == "cv").all()
+    assert manifest["fold"].tolist() == [0, 0, 1, 0, 1]
+
+
+def test_choose_config_takes_the_best_complete_one_or_the_one_named():
+    table = pd.DataFrame({"config_id": ["a", "b", "c"], "complete": [True, False, True],
+                          "cv_val_auc_mean": [0.7, 0.9, 0.8]})
+    assert choose_config(table, None) == "c"  # b is better but has folds missing
+    assert choose_config(table, "b") == "b"
+    with pytest.raises(SearchError, match="'zz' is not in this search; its configs: a, b, c"):
+        choose_config(table, "zz")
+    with pytest.raises(SearchError, match="--config"):
+        choose_config(table.assign(complete=False), None)
+
+
+# --- the study recipe, CPU-sized ---------------------------------------------------------------
+
+def write_chestxray8_stand_in(weights_dir, image_size: int):
+    """A carded `resnet50.chestxray8` source with random values: `cxrtune pretrain` makes real ones,
+    in minutes; the recipe only needs a source that loads (nothing is downloaded in tests)."""
+    import keras
+
+    from trainables.backbones import get_backbone
+    from trainables.weights import WeightCard, sha256_of, write_card
+
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    path = weights_dir / "resnet50.chestxray8.weights.h5"
+    get_backbone("resnet50").build((image_size, image_size, 3)).save_weights(path)
+    write_card(weights_dir, WeightCard(
+        backbone="resnet50", source="chestxray8", source_dataset="stand-in (random values)",
+        initial_values="random", frozen_depth="none", epochs=0, val_auc=0.5, sha256=sha256_of(path),
+        image_size=image_size, weights_file=path.name))
+
+
+@pytest.fixture(scope="module")
+def recipe(ray_local, tmp_path_factory):
+    """A small search laid out as a user's would be: 3 configs x 2 folds, 1 epoch, 32 px."""
+    from data.folds import assign_prepared_folds
+    from data.prepare import prepare_hospital
+    from data.synthetic import write_hospital
+    from search.tuner import run_search
+
+    root = tmp_path_factory.mktemp("recipe")
+    write_hospital(root / "dicom", n_images=48, seed=3, image_size=64, prevalence="balanced")
+    prepare_hospital(root / "dicom", root / "dicom" / "labels.csv", root / "prepared", image_size=32,
+                     salt="recipe-test", progress=False, workers=1)
+    assign_prepared_folds(root / "prepared", n_folds=2, test_fraction=0.25, seed=0)
+    write_chestxray8_stand_in(root / "weights", 32)
+    space = {"name": "recipe", "backbone": "resnet50", "method": ["A", "C", "D"],
+             "source_weights": "chestxray8", "image_size": 32, "epochs": 1, "batch_size": 8,
+             "learning_rate": 1.0e-3}
+    run_search(data=root / "prepared", space=space, name="recipe", out_dir=root / "runs", n_folds=2,
+               max_concurrent=2, weights_dir=root / "weights", progress_interval_s=600)
+    return root
+
+
+@pytest.mark.slow
+def test_recipe_report_pareto_train_final_predict(recipe, capsys):
+    from mlflow.tracking import MlflowClient
+
+    from search.cli import main
+
+    runs_dir, search_dir = recipe / "runs", recipe / "runs" / "recipe"
+    assert main(["report", "recipe", "--out", str(runs_dir)]) == 0
+    report = (search_dir / "report" / "report.md").read_text()
+    assert "## resnet50: validation AUC" in report
+    assert "| source weights | A | C | D |" in report
+    cells = pd.read_csv(search_dir / "report" / "study_tables.csv", dtype={"config_id": str})
+    assert sorted(cells["method"].unique()) == ["A", "C", "D"]
+    assert cells["mean"].notna().all()
+
+    assert main(["pareto", "recipe", "--out", str(runs_dir),
+                 "--objectives", "cv_val_auc_mean:max,trainable_params:min"]) == 0
+    front = pd.read_csv(search_dir / "pareto.csv", dtype={"config_id": str})
+    assert len(front) == 3
+    # Method A trains only the head: the fewest parameters, so it is on the front whatever its AUC.
+    assert front.loc[front["method"] == "A", "on_front"].item()
+
+    model_dir = recipe / "final"
+    assert main(["train-final", "recipe", "--out", str(runs_dir), "--bootstrap", "200",
+                 "--to", str(model_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert "test: macro AUC" in printed and "95% bootstrap CI" in printed
+    sidecar = json.loads((model_dir / "model.json").read_text())
+    best = pd.read_csv(search_dir / "report" / "fold_table.csv", dtype={"config_id": str}).iloc[0]
+    assert sidecar["config"]["config_id"] == best["config_id"]
+    assert sidecar["image_size"] == 32 and sidecar["preprocessing"] == "caffe"
+    assert len(sidecar["categories"]) >= 2
+    metrics = sidecar["test_metrics"]
+    assert metrics["test_auc_ci_low"] <= metrics["test_auc"] <= metrics["test_auc_ci_high"]
+    manifest = pd.read_csv(recipe / "prepared" / "manifest.csv")
+    assert metrics["test_images"] == (manifest["split"] == "test").sum()
+
+    runs = json.loads((search_dir / "mlflow_runs.json").read_text())
+    client = MlflowClient(tracking_uri=runs["tracking_uri"])
+    version = client.get_model_version("cxrtune-recipe", "1")
+    run = client.get_run(version.run_id)
+    assert run.data.tags["mlflow.parentRunId"] == runs["parent_run_id"]
+    assert run.data.metrics["test_auc"] == pytest.approx(metrics["test_auc"])
+    assert sorted(a.path for a in client.list_artifacts(version.run_id, "model")) == [
+        "model/model.json", "model/model.keras"]
+    parent_artifacts = {a.path for a in client.list_artifacts(runs["parent_run_id"])}
+    assert {"report", "pareto"} <= parent_artifacts
+
+    dicom_files = sorted((recipe / "dicom").rglob("*.dcm"))[:2]
+    assert main(["predict", str(model_dir / "model.keras"), *map(str, dicom_files), "--format", "csv"]) == 0
+    predictions = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
+    assert len(predictions) == 2 and list(predictions.columns[2:]) == sidecar["categories"]
+    values = predictions[sidecar["categories"]].to_numpy()
+    assert ((values >= 0) & (values <= 1)).all()
