@@ -258,6 +258,8 @@ def test_convert_image_reads_dicom_and_png_alike(shared_data, tmp_path):
     assert np.abs(sixteen / 257.0 - eight).max() <= 1.0
     Image.fromarray(eight).save(tmp_path / "chest.png")
     np.testing.assert_array_equal(convert_image(tmp_path / "chest.png", image_size=128), eight)
+    Image.fromarray(sixteen).save(tmp_path / "chest16.png")
+    np.testing.assert_array_equal(convert_image(tmp_path / "chest16.png", image_size=128, bit_depth=16), sixteen)
     rgba = np.stack([eight] * 3 + [np.full_like(eight, 255)], axis=-1)
     Image.fromarray(rgba).save(tmp_path / "chest_rgba.png")  # NIH ships a few of these
     np.testing.assert_array_equal(convert_image(tmp_path / "chest_rgba.png", image_size=128), eight)

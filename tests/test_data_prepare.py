@@ -368,10 +368,13 @@ def test_nih_release_layout_keeps_the_official_split(tmp_path):
 def test_synthetic_nih_set_goes_through_prepare(tmp_path):
     from data.synthetic import write_nih
 
+    from search.cli import main
+
     write_nih(tmp_path / "nih", n_images=12, seed=4, image_size=64)
-    summary = prepare_nih(tmp_path / "nih", tmp_path / "nih" / "Data_Entry_2017.csv", tmp_path / "out",
-                          image_size=32, salt=SALT, workers=2, progress=False)
-    assert summary["counts"] == {"input": 12, "accepted": 12, "rejected": 0, "duplicate": 0}
+    code = main(["prepare", str(tmp_path / "nih"), "--format", "nih", "--out", str(tmp_path / "out"),
+                 "--image-size", "32", "--salt", SALT, "--workers", "2", "--quiet"])
+    summary = load_prepared(tmp_path / "out").summary
+    assert code == 0 and summary["counts"] == {"input": 12, "accepted": 12, "rejected": 0, "duplicate": 0}
     manifest = load_prepared(tmp_path / "out").manifest
     assert set(manifest["split"]) <= {"cv", "test"} and (manifest.loc[manifest["split"] == "test", "fold"] == -1).all()
 
