@@ -167,18 +167,20 @@ def assign_prepared_folds(prepared_path, n_folds: int = 5, test_fraction: float 
     """Assign folds to a prepared dataset in place: manifest.csv gets `split`/`fold`, summary.json `folds`.
 
     NIH-prepared data keeps NIH's official split (the manifest's `split` column): only its `cv` rows get
-    folds and `test_fraction` is ignored. Both files are replaced atomically. Returns the manifest and
+    folds and `test_fraction` is ignored (NIH data prepared without the split lists is split here). Both files are replaced atomically. Returns the manifest and
     its categories.
     """
     from data.manifest import load_prepared, write_csv_atomic, write_json_atomic
 
     prepared = load_prepared(prepared_path)
     manifest, summary, categories = prepared.manifest, dict(prepared.summary), prepared.categories
-    keeps_official_split = summary.get("format") == "nih" and "split" in manifest.columns
+    # `prepare` writes NIH's official lists into `split`; without the lists the column is empty.
+    given_split = manifest["split"].fillna("").astype(str) if "split" in manifest.columns else None
+    keeps_official_split = summary.get("format") == "nih" and given_split is not None and (given_split != "").any()
     if keeps_official_split:
-        if not set(manifest["split"].unique()) <= {CV_SPLIT, TEST_SPLIT}:
-            raise DataError(f"{prepared.root / 'manifest.csv'}: column `split` must hold only 'cv'/'test' "
-                            "for NIH data")
+        if not set(given_split.unique()) <= {CV_SPLIT, TEST_SPLIT}:
+            raise DataError(f"{prepared.root / 'manifest.csv'}: NIH's official split must mark every image "
+                            f"'cv' or 'test', found {sorted(set(given_split.unique()) - {CV_SPLIT, TEST_SPLIT})}")
         cv_rows = manifest["split"] == CV_SPLIT
         folded = assign_folds(manifest[cv_rows], n_folds, 0.0, seed, label_cols=categories)
         manifest["fold"] = TEST_FOLD
@@ -188,8 +190,12 @@ def assign_prepared_folds(prepared_path, n_folds: int = 5, test_fraction: float 
         manifest = assign_folds(manifest.drop(columns=["split", "fold"], errors="ignore"), n_folds,
                                 test_fraction, seed, label_cols=categories)
     summary["folds"] = {"n_folds": int(n_folds), "test_fraction": float(test_fraction), "seed": int(seed),
-                        "official_test_split": keeps_official_split}
+                        "official_test_split": bool(keeps_official_split)}
     write_csv_atomic(prepared.root / "manifest.csv", manifest)
     write_json_atomic(prepared.root / "summary.json", summary)
     return manifest, categories
 
+
+
+# The name search/demo.py imports.
+assign_folds_in_place = assign_prepared_folds

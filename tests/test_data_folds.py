@@ -159,6 +159,17 @@ def test_cli_keeps_nih_official_test_split(tmp_path):
     assert json.loads((root / "summary.json").read_text())["folds"]["official_test_split"] is True
 
 
+def test_nih_data_prepared_without_the_split_lists_gets_a_test_part_here(tmp_path):
+    table = random_table(4).assign(split="")
+    root = write_prepared(tmp_path / "nih", table, fmt="nih")
+    manifest, _ = assign_prepared_folds(root, n_folds=3, test_fraction=0.2, seed=1)
+    assert manifest["fold"].tolist() == assign_folds(random_table(4), 3, 0.2, 1)["fold"].tolist()
+    table.loc[0, "split"] = "cv"  # one image marked, the rest not: the lists were not applied whole
+    root = write_prepared(tmp_path / "nih-partial", table, fmt="nih")
+    with pytest.raises(DataError, match=r"every image 'cv' or 'test', found \[''\]"):
+        assign_prepared_folds(root)
+
+
 def test_cli_reports_a_missing_manifest_in_one_line(tmp_path, capsys):
     assert main(["folds", str(tmp_path)]) == 2
     assert "manifest.csv is missing" in capsys.readouterr().err
