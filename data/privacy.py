@@ -58,5 +58,6 @@ def patient_key(patient_id: str, salt: str) -> str:
 
 
 def salt_fingerprint(salt: str) -> str:
-    """Identifies a salt in the restart record without revealing it (a slow-to-reverse 256-bit secret)."""
-    return hashlib.sha256(b"cxrtune-salt-check:" + salt.encode()).hexdigest()[:16]
+    """Tells a restart whether the salt changed, without revealing it: PBKDF2 with 200,000 rounds (~0.1 s),
+    so that even a weak salt given by hand is slow to guess from the restart record."""
+    return hashlib.pbkdf2_hmac("sha256", salt.encode(), b"cxrtune-salt-check", 200_000).hex()[:16]
