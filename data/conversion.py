@@ -150,6 +150,8 @@ def convert_all(tasks: list[ConversionTask], settings: ConversionSettings, out_d
         progress_path.write_text(json.dumps({"settings": settings.record_key()}) + "\n")
     bar = tqdm(total=len(pending), unit="img", desc="converting", disable=not progress or None, leave=False)
     with progress_path.open("a") as ledger:
+        if not _ends_with_newline(progress_path):
+            ledger.write("\n")  # end a line torn by a kill, so the next record starts on its own line
         def keep(record: dict[str, Any]) -> None:
             ledger.write(json.dumps(record) + "\n")
             ledger.flush()
@@ -185,6 +187,15 @@ def _convert_in_pool(pending, settings, images_dir: str, workers: int, keep) -> 
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        if handle.tell() == 0:
+            return True
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
 
 
 def _pool_context():

@@ -186,6 +186,17 @@ def test_first_of_several_windows_is_used(shared_data, tmp_path):
     np.testing.assert_array_equal(several, first)
 
 
+@pytest.mark.parametrize("function, expected", [
+    ("LINEAR_EXACT", lambda x: np.clip((x - 100.0) / 80.0 + 0.5, 0, 1)),
+    ("SIGMOID", lambda x: 1.0 / (1.0 + np.exp(-4.0 * (x - 100.0) / 80.0))),
+])
+def test_voi_lut_functions(shared_data, tmp_path, function, expected):
+    dataset = dx_dataset(shared_data)
+    dataset.WindowCenter, dataset.WindowWidth, dataset.VOILUTFunction = 100.0, 80.0, function
+    image, _ = read_edited(dataset, tmp_path)
+    np.testing.assert_allclose(image, 1.0 - expected(dataset.pixel_array.astype(np.float64)), atol=1e-5)
+
+
 def test_voi_lut_sequence_wins_over_the_window(shared_data, tmp_path):
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence

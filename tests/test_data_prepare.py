@@ -198,12 +198,19 @@ def test_interrupted_run_resumes_and_unchanged_input_converts_nothing(synthetic_
     assert (out / "manifest.csv").read_bytes() == manifest_bytes
     assert {path.name: path.stat().st_mtime_ns for path in (out / "images").iterdir()} == pngs
 
+    # A line torn by a kill in mid-write is ignored.
+    with (out / conversion.PROGRESS_FILE).open("a") as ledger:
+        ledger.write('{"source_path": "2014/')
+    prepare_hospital(synthetic_hospital, synthetic_hospital / "labels.csv", out, image_size=32, salt=SALT,
+                     workers=1, progress=False)
+    assert (out / "manifest.csv").read_bytes() == manifest_bytes
+
     # A changed file is converted again, alone; changed settings convert everything.
     changed = synthetic_hospital / pd.read_csv(out / "manifest.csv")["source_path"][0]
     os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 1_000_000))
     prepare_hospital(synthetic_hospital, synthetic_hospital / "labels.csv", out, image_size=32, salt=SALT,
                      workers=1, progress=False)
-    assert progress_lines(out) == 20
+    assert progress_lines(out) == 21  # 19 + the torn line + the changed file
     prepare_hospital(synthetic_hospital, synthetic_hospital / "labels.csv", out, image_size=48, salt=SALT,
                      workers=2, progress=False)
     assert progress_lines(out) == 19 and load_prepared(out).summary["image_size"] == 48
