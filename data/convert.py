@@ -126,5 +126,5 @@ def pixel_content_hash(stored: np.ndarray) -> str:
     else:
         canonical = stored.astype("<i4", copy=False)
     digest = hashlib.sha256(f"{stored.shape[0]}x{stored.shape[1]}:".encode())
-    digest.update(np.ascontiguousarray(canonical).tobytes())
+    digest.update(memoryview(np.ascontiguousarray(canonical)).cast("B"))  # hashed in place, no bytes copy
     return digest.hexdigest()
