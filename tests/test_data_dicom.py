@@ -83,7 +83,6 @@ def test_old_style_file_without_preamble_or_file_meta_is_read(shared_data):
 @pytest.fixture(scope="module")
 def chest_encodings(tmp_path_factory, shared_data):
     """The real 10-bit chest CR re-encoded losslessly with every encoder installed here."""
-    import gdcm
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import JPEG2000Lossless, ExplicitVRLittleEndian, RLELossless
 
@@ -103,24 +102,11 @@ def chest_encodings(tmp_path_factory, shared_data):
         encoded.compress(syntax)
         encoded.save_as(folder / f"{name}.dcm")
         paths[name] = folder / f"{name}.dcm"
-    gdcm_syntaxes = {"jpeg_lossless_p14": gdcm.TransferSyntax.JPEGLosslessProcess14,
-                     "jpeg_lossless_sv1": gdcm.TransferSyntax.JPEGLosslessProcess14_1,
-                     "jpeg_ls_lossless": gdcm.TransferSyntax.JPEGLSLossless,
-                     "jpeg_extended_12bit": gdcm.TransferSyntax.JPEGExtendedProcess2_4}
-    for name, syntax in gdcm_syntaxes.items():
-        reader = gdcm.ImageReader()
-        reader.SetFileName(str(explicit))
-        assert reader.Read()
-        change = gdcm.ImageChangeTransferSyntax()
-        change.SetTransferSyntax(gdcm.TransferSyntax(syntax))
-        change.SetInput(reader.GetImage())
-        assert change.Change()
-        writer = gdcm.ImageWriter()
-        writer.SetFileName(str(folder / f"{name}.dcm"))
-        writer.SetFile(reader.GetFile())
-        writer.SetImage(change.GetOutput())
-        assert writer.Write()
-        paths[name] = folder / f"{name}.dcm"
+    for name, syntax_name in (("jpeg_lossless_p14", "JPEGLosslessProcess14"),
+                              ("jpeg_lossless_sv1", "JPEGLosslessProcess14_1"),
+                              ("jpeg_ls_lossless", "JPEGLSLossless"),
+                              ("jpeg_extended_12bit", "JPEGExtendedProcess2_4")):
+        paths[name] = transcode_with_gdcm(explicit, folder / f"{name}.dcm", syntax_name)
     return paths
 
 
@@ -134,6 +120,37 @@ def test_lossless_encodings_of_a_real_chest_decode_to_the_same_image(shared_data
     image, facts = read_radiograph(chest_encodings[encoding])
     assert facts["transfer_syntax"] == syntax
     np.testing.assert_array_equal(image, reference)
+
+
+def transcode_with_gdcm(source: Path, target: Path, syntax_name: str) -> Path:
+    """Re-encode a DICOM file with python-gdcm (it writes JPEG, JPEG-LS and RLE that pydicom cannot)."""
+    import gdcm
+
+    reader = gdcm.ImageReader()
+    reader.SetFileName(str(source))
+    assert reader.Read()
+    change = gdcm.ImageChangeTransferSyntax()
+    change.SetTransferSyntax(gdcm.TransferSyntax(getattr(gdcm.TransferSyntax, syntax_name)))
+    change.SetInput(reader.GetImage())
+    assert change.Change()
+    writer = gdcm.ImageWriter()
+    writer.SetFileName(str(target))
+    writer.SetFile(reader.GetFile())
+    writer.SetImage(change.GetOutput())
+    assert writer.Write()
+    return target
+
+
+@pytest.mark.parametrize("syntax_name, syntax", [
+    ("JPEGBaselineProcess1", "1.2.840.10008.1.2.4.50"), ("JPEGExtendedProcess2_4", "1.2.840.10008.1.2.4.51"),
+    ("JPEGLSNearLossless", "1.2.840.10008.1.2.4.81"),
+])
+def test_lossy_encodings_of_a_real_8bit_radiograph_decode_nearly_the_same(shared_data, tmp_path, syntax_name, syntax):
+    source = shared_data / "dicom" / "highdicom_dx_image.dcm"
+    reference, _ = read_radiograph(source)
+    image, facts = read_radiograph(transcode_with_gdcm(source, tmp_path / "lossy.dcm", syntax_name))
+    assert facts["transfer_syntax"] == syntax
+    assert float(np.abs(image - reference).mean()) < 0.005 and float(np.abs(image - reference).max()) < 0.05
 
 
 def test_twelve_bit_jpeg_extended_is_rejected_with_the_extra_to_install(chest_encodings):
