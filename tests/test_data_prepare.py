@@ -1,6 +1,7 @@
 """data.prepare end to end: real and synthetic folders, restarts, parallel workers, privacy, bad input."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import warnings
@@ -228,6 +229,41 @@ def test_a_worker_dying_in_the_pool_keeps_finished_files(synthetic_hospital, tmp
     prepare_hospital(synthetic_hospital, synthetic_hospital / "labels.csv", out, image_size=32, salt=SALT,
                      workers=2, progress=False)
     assert progress_lines(out) == 19  # each remaining file recorded once; none of the first ones again
+
+
+def test_killed_cli_run_resumes_without_redoing_recorded_files(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index in range(4):  # JPEG 2000 at 1955 x 1841: about a second each, time enough to kill mid-run
+        shutil.copy(pydicom_testdata("RG1_J2KR.dcm"), folder / f"copy{index}.dcm")
+    (folder / "labels.csv").write_text("image,labels\n" + "".join(f"copy{i}.dcm,normal\n" for i in range(4)))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "search.cli", "prepare", str(folder), "--out", str(out), "--image-size", "64",
+               "--salt", SALT, "--workers", "2", "--quiet"]
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if (out / conversion.PROGRESS_FILE).is_file() and progress_lines(out) >= 2:
+            break
+        time.sleep(0.05)
+    if process.poll() is not None:
+        pytest.skip("the run finished before it could be killed (a machine much faster than expected)")
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = progress_lines(out)
+    assert 2 <= killed_at and not (out / "manifest.csv").exists()
+
+    assert subprocess.run(command, check=False).returncode == 0
+    records = [json.loads(line) for line in (out / conversion.PROGRESS_FILE).read_text().splitlines()[1:]
+               if line.endswith("}")]
+    sources = [record["source_path"] for record in records]
+    assert sorted(sources) == [f"copy{i}.dcm" for i in range(4)]  # each file recorded once: none redone
+    assert load_prepared(out).summary["counts"] == {"input": 4, "accepted": 1, "rejected": 0, "duplicate": 3}
 
 
 def test_parallel_and_serial_runs_write_identical_outputs(synthetic_hospital, tmp_path):
