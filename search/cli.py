@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from data.errors import DataError
@@ -40,7 +41,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_native_logs() -> None:
+    """TensorFlow's C++ start-up chatter (CUDA probing, CPU features) buries the CLI's own output.
+
+    Set before TensorFlow is imported; local Ray workers inherit it from this process. An explicit
+    setting by the user wins.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet_native_logs()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
