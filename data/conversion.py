@@ -68,6 +68,11 @@ def convert_one(task: ConversionTask, settings: ConversionSettings, images_dir: 
         record["status"] = "converted"
     except UnusableImageError as rejection:
         record.update(status="rejected", reason=rejection.reason)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError, RuntimeError) as error:
+        # A malformed file this code did not foresee (a broken LUT, say) must not stop a run of
+        # thousands: it is rejected and counted. Only the error's type is kept: its message may quote
+        # header values.
+        record.update(status="rejected", reason=f"conversion failed ({type(error).__name__})")
     return record
 
 

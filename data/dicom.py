@@ -76,11 +76,15 @@ def read_dicom_header(path: Path | str):
             dataset = pydicom.dcmread(path, force=True)
     except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError) as error:
         raise UnusableImageError(path, f"unreadable DICOM ({type(error).__name__})") from error
-    if len(dataset) == 0 or "SOPClassUID" not in dataset and "PixelData" not in dataset:
+    if len(dataset) == 0 or ("SOPClassUID" not in dataset and "PixelData" not in dataset):
         raise UnusableImageError(path, "not a DICOM image (neither SOPClassUID nor pixel data)")
-    _set_missing_transfer_syntax(dataset)
-    with quiet_pydicom():
-        facts = _header_facts(dataset)
+    try:
+        _set_missing_transfer_syntax(dataset)
+        with quiet_pydicom():
+            facts = _header_facts(dataset)
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as error:
+        # e.g. Rows or NumberOfFrames that are not numbers; the value itself is not quoted (privacy).
+        raise UnusableImageError(path, f"unreadable DICOM header ({type(error).__name__})") from error
     if "PixelData" not in dataset:
         raise UnusableImageError(path, "no pixel data")
     if facts["photometric"] not in GRAYSCALE_PHOTOMETRICS or facts["samples_per_pixel"] != 1:

@@ -110,6 +110,25 @@ def test_any_modality_still_rejects_extreme_aspect_ratio(tmp_path):
     assert reason.startswith("extreme aspect ratio 4.00")
 
 
+def test_a_malformed_file_is_rejected_and_the_run_goes_on(shared_data, tmp_path):
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(shared_data / "dicom" / "highdicom_dx_image.dcm", folder / "good.dcm")
+    broken = pydicom.dcmread(shared_data / "dicom" / "highdicom_dx_image.dcm")
+    broken.SOPInstanceUID = "1.2.3.4"
+    broken.ModalityLUTSequence = Sequence([Dataset()])  # an item without LUTDescriptor / LUTData
+    broken.save_as(folder / "broken_lut.dcm")
+    (folder / "labels.csv").write_text("image,labels\ngood.dcm,normal\nbroken_lut.dcm,normal\n")
+    summary = prepare_hospital(folder, folder / "labels.csv", tmp_path / "out", image_size=32, salt=SALT,
+                               workers=1, progress=False)
+    assert summary["counts"] == {"input": 2, "accepted": 1, "rejected": 1, "duplicate": 0}
+    assert pd.read_csv(tmp_path / "out" / "rejects.csv")["reason"][0].startswith("conversion failed (")
+
+
 def test_synthetic_hospital_set_goes_through_prepare(synthetic_hospital, tmp_path):
     summary = prepare_hospital(synthetic_hospital, synthetic_hospital / "labels.csv", tmp_path / "out",
                                image_size=32, salt=SALT, workers=2, progress=False)
