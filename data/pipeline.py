@@ -71,7 +71,8 @@ def make_dataset(images_or_paths, labels, *, image_size: int, batch_size: int, p
     """A tf.data.Dataset of (float32 B x S x S x 3, float32 B x C) batches.
 
     `images_or_paths`: a uint8/uint16 N x H x W array (an InMemoryHandle's) or N PNG paths. `training`
-    shuffles (seeded, reshuffled each epoch) and augments; otherwise order is kept, as validation needs.
+    shuffles (seeded, reshuffled each epoch) and augments (`augment`: see Augmentation.from_value);
+    otherwise order is kept and nothing is augmented, as validation needs.
     `drop_remainder` keeps every batch full (static shapes for XLA; equal replica batches). `cache` keeps
     decoded images in memory when they fit (half the physical memory), else warns and re-reads each epoch.
     """
@@ -79,7 +80,8 @@ def make_dataset(images_or_paths, labels, *, image_size: int, batch_size: int, p
 
     labels = _check_labels(labels)
     _check_settings(image_size, batch_size, preprocessing, len(labels), drop_remainder)
-    augmentation = Augmentation.from_value(augment, training=training)
+    # Validation and prediction never augment, whatever `augment` says.
+    augmentation = Augmentation.from_value(augment, training=training) if training else None
     if isinstance(images_or_paths, np.ndarray):
         batches, max_value = _array_batches(images_or_paths, labels, image_size, batch_size, training, seed,
                                             drop_remainder)

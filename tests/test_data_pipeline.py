@@ -47,7 +47,7 @@ def test_output_equals_keras_preprocess_input_for_arrays_and_pngs(tmp_path, mode
         np.repeat(images[..., None].astype(np.float32), 3, axis=-1))
     for source in (images, write_pngs(tmp_path, images)):
         x, y = collect(make_dataset(source, id_labels(20), image_size=32, batch_size=8, preprocessing=mode,
-                                    training=False, seed=0))
+                                    training=False, seed=0, augment=Augmentation()))  # validation: ignored
         assert x.dtype == np.float32 and x.shape == (20, 32, 32, 3)
         np.testing.assert_allclose(x, expected, atol=1e-4)
         np.testing.assert_array_equal(y[:, 0], np.arange(20))  # validation keeps the order
