@@ -10,11 +10,10 @@ import json
 import os
 import pickle
 import re
-from dataclasses import replace
 from pathlib import Path
 
 from search.errors import SearchError
-from search.trials import TRIAL_CONFIG_KEY
+from search.trials import TRIAL_CONFIG_KEY, trial_identity
 
 SEARCH_FILE = "search.json"
 FOLDS_FILE = "folds.csv"
@@ -24,6 +23,17 @@ TUNE_DIR = "tune"
 METRIC, MODE = "val_auc", "max"
 OBJECTIVES = {"cv_val_auc_mean": "max", "trainable_params": "min"}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+# The progress table is the driver's output: MLflow's per-run URL lines and Tune's warning about experiment
+# snapshots (forced after each checkpoint because num_to_keep=1; that is what makes --resume exact) go.
+QUIET_ENVIRONMENT = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+                     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+
+
+def _quiet_libraries() -> None:
+    for key, value in QUIET_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
 
 
 def _absolute(path) -> str | None:
@@ -132,6 +142,12 @@ def _trainable(trainable, handle, cpus: float, gpus: float):
     return tune.with_resources(tune.with_parameters(trainable, data=handle), {"cpu": cpus, "gpu": gpus})
 
 
+def trial_dirname(trial) -> str:
+    """'<config_id>-fold<k>_<trial_id>': short, and says which trial it is (Tune's default spells the config)."""
+    config_id, fold = trial_identity(trial.config)
+    return f"{config_id}-fold{fold}_{trial.trial_id}"
+
+
 def _callbacks(search_dir: Path, n_folds: int, scheduler, progress_interval_s: float) -> list:
     from search.progress import ProgressTable
     from search.tracking import MlflowSearchCallback
@@ -156,6 +172,7 @@ def run_search(*, data, space, name: str, out_dir, n_folds: int = 5, scheduler: 
     from search.tracking import absolute_tracking_uri, open_search_tracking
     from spaces import expand
 
+    _quiet_libraries()
     if not NAME_PATTERN.match(str(name)):
         raise SearchError(f"--name {name!r}: use 1-64 letters, digits, '_', '-' or '.', starting with a letter "
                           "or digit (it names a folder and an MLflow experiment)")
@@ -203,7 +220,7 @@ def run_search(*, data, space, name: str, out_dir, n_folds: int = 5, scheduler: 
         _trainable(trainable, handle, float(cpus_per_trial), float(gpus_per_trial)),
         param_space={TRIAL_CONFIG_KEY: tune.grid_search(trial_configs)},
         tune_config=tune.TuneConfig(scheduler=chosen, num_samples=1, max_concurrent_trials=max_concurrent,
-                                    reuse_actors=False),
+                                    reuse_actors=False, trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
             name=experiment, storage_path=storage_path, verbose=0,
             callbacks=_callbacks(search_dir, int(n_folds), chosen, progress_interval_s),
@@ -225,6 +242,7 @@ def resume_search(name: str, out_dir, *, data=None, trainable=None, address: str
     from search.cluster import connect, preflight
     from search.tracking import open_search_tracking
 
+    _quiet_libraries()
     search_dir = Path(_absolute(out_dir)) / str(name)
     settings_file = search_dir / SEARCH_FILE
     if not settings_file.is_file():

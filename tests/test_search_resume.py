@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from search.errors import SearchError
-from test_search_tuner import mlflow_runs, pickle_by_value, scripted_fold
+from test_search_tuner import migrated_store, mlflow_runs, pickle_by_value, scripted_fold
 
 TESTS_DIR = Path(__file__).resolve().parent
 EPOCHS = 3
@@ -70,6 +70,7 @@ def test_resume_after_sigkill_reruns_nothing_finished_and_duplicates_no_run(ray_
 
     out_dir, log_dir = tmp_path / "out", tmp_path / "log"
     log_dir.mkdir()
+    migrated_store(out_dir / "mlflow.db")
     process = start_search(out_dir, log_dir)
     try:
         deadline = time.monotonic() + KILL_WAIT_S

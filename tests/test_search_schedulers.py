@@ -8,7 +8,7 @@ import pytest
 
 from search.errors import SearchError
 from search.schedulers import FoldAwareDecisions, make_scheduler, rung_cutoff, rung_milestones
-from test_search_tuner import ScriptedData, pickle_by_value, scripted_fold, scripted_space
+from test_search_tuner import ScriptedData, migrated_store, pickle_by_value, scripted_fold, scripted_space
 
 
 def test_rungs_lie_below_max_t_at_grace_times_powers_of_the_reduction_factor():
@@ -94,6 +94,7 @@ def test_fold_asha_in_a_real_search_stops_exactly_the_weak_config_after_one_epoc
     from search.tuner import run_search
 
     pickle_by_value()
+    migrated_store(tmp_path / "mlflow.db")
     rates = [1e-4, 2e-4, 3e-4, 4e-4]
     data = ScriptedData(dict(zip(rates, [0.60, 0.70, 0.50, 0.80])))
     search_dir = run_search(data=data, space=scripted_space(rates, epochs=4), name="fasha",

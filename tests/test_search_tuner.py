@@ -53,8 +53,10 @@ def scripted_fold(config: dict, data: ScriptedData) -> None:
         with checkpoint.as_directory() as folder:
             start = json.loads((Path(folder) / "state.json").read_text())["epoch"]
     if data.log_dir:
-        with open(Path(data.log_dir) / "starts.txt", "a") as stream:
-            stream.write(f"{key} {start}\n")
+        import ray
+
+        with open(Path(data.log_dir) / "starts.txt", "a") as stream:  # trial, first epoch - 1, Ray node
+            stream.write(f"{key} {start} {ray.get_runtime_context().get_node_id()}\n")
     for epoch in range(start + 1, int(flat["epochs"]) + 1):
         if data.fail_at_epoch == epoch and data.log_dir:
             marker = Path(data.log_dir) / f"failed-{key}"
@@ -87,6 +89,28 @@ def pickle_by_value() -> None:
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
+_STORE_TEMPLATE: list[Path] = []
+
+
+def migrated_store(path: Path) -> str:
+    """Put an empty, already-migrated MLflow sqlite store at `path`; returns its URI.
+
+    Creating a store runs MLflow's schema migrations (~10 s on a busy 2-core machine); the tests make
+    one per session and copy it, which also tests that the driver reuses an existing store.
+    """
+    import shutil
+
+    if not _STORE_TEMPLATE:
+        from mlflow.tracking import MlflowClient
+
+        template = Path(tempfile.mkdtemp(prefix="cxrtune-mlflow-template-")) / "mlflow.db"
+        MlflowClient(f"sqlite:///{template}").search_experiments()
+        _STORE_TEMPLATE.append(template)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_STORE_TEMPLATE[0], path)
+    return f"sqlite:///{path}"
+
+
 def mlflow_runs(tracking_uri: str, experiment_name: str):
     from mlflow.tracking import MlflowClient
 
@@ -100,6 +124,7 @@ def test_search_writes_every_output_and_one_mlflow_run_per_trial(ray_local, tmp_
     from search.tuner import run_search
 
     pickle_by_value()
+    migrated_store(tmp_path / "mlflow.db")
     data = ScriptedData({1e-4: 0.6, 2e-4: 0.7})
     search_dir = run_search(data=data, space=scripted_space([1e-4, 2e-4]), name="s1", out_dir=tmp_path,
                             n_folds=2, scheduler="fifo", trainable=scripted_fold, progress_interval_s=0)
@@ -158,6 +183,7 @@ def test_failed_trial_is_retried_from_its_checkpoint_and_recorded(ray_local, tmp
     pickle_by_value()
     log_dir = tmp_path / "log"
     log_dir.mkdir()
+    migrated_store(tmp_path / "out" / "mlflow.db")
     data = ScriptedData({1e-4: 0.6}, log_dir=str(log_dir), fail_at_epoch=3)
     search_dir = run_search(data=data, space=scripted_space([1e-4], epochs=4), name="retry",
                             out_dir=tmp_path / "out", n_folds=2, scheduler="fifo", max_failures=1,
@@ -184,6 +210,7 @@ def test_failure_beyond_max_failures_ends_in_error_and_is_recorded(ray_local, tm
     pickle_by_value()
     log_dir = tmp_path / "log"
     log_dir.mkdir()
+    migrated_store(tmp_path / "out" / "mlflow.db")
     data = ScriptedData({1e-4: 0.6}, log_dir=str(log_dir), fail_at_epoch=2)
     search_dir = run_search(data=data, space=scripted_space([1e-4]), name="err", out_dir=tmp_path / "out",
                             n_folds=2, scheduler="fifo", max_failures=0, trainable=scripted_fold)
@@ -210,3 +237,65 @@ def test_bad_flags_are_refused_with_what_is_accepted(ray_local, tmp_path):
     with pytest.raises(SearchError, match="no node can hold one trial"):
         run_search(data=data, space=scripted_space([1e-4]), name="z", out_dir=tmp_path, n_folds=2,
                    cpus_per_trial=64, trainable=scripted_fold)
+
+
+def write_prepared(root: Path, n_patients: int = 8) -> Path:
+    """A tiny PREPARED folder (ARCHITECTURE §2) without folds: 2 images per patient, 2 categories."""
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    rows = []
+    for index in range(2 * n_patients):
+        image_id = f"img{index:03d}"
+        Image.fromarray(np.full((16, 16), index * 7 % 255, np.uint8)).save(root / "images" / f"{image_id}.png")
+        rows.append({"image_id": image_id, "image_path": f"images/{image_id}.png",
+                     "patient_key": f"{index // 2:016x}", "source_path": f"{image_id}.dcm",
+                     "effusion": index % 2, "nodule": (index // 2) % 2})
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    (root / "summary.json").write_text(json.dumps({
+        "counts": {"input": len(rows), "accepted": len(rows), "rejected": 0, "duplicate": 0},
+        "categories": ["effusion", "nodule"], "image_size": 16, "bit_depth": 8, "format": "hospital"}))
+    return root
+
+
+@pytest.mark.slow
+def test_a_prepared_folder_without_folds_gets_them_from_the_search_and_keeps_them(ray_local, tmp_path):
+    from data.handle import InMemoryHandle
+    from data.manifest import load_prepared
+    from search.tuner import _reload_handle, run_search
+
+    pickle_by_value()
+    prepared = write_prepared(tmp_path / "prepared")
+    migrated_store(tmp_path / "out" / "mlflow.db")
+    search_dir = run_search(data=prepared, space=scripted_space([1e-4], epochs=1), name="prep",
+                            out_dir=tmp_path / "out", n_folds=2, scheduler="fifo", trainable=trial_on_folds)
+    manifest = load_prepared(prepared).manifest
+    assert set(manifest.loc[manifest["split"] == "cv", "fold"]) == {0, 1}
+    saved = pd.read_csv(search_dir / "folds.csv", dtype={"image_id": str})
+    assert saved["fold"].tolist() == manifest["fold"].astype(int).tolist()
+    trials = pd.read_csv(search_dir / "trials.csv", dtype={"config_id": str})
+    # each trial saw its own fold's validation rows (reported as val_auc_labels_scored below)
+    expected = manifest[manifest["split"] == "cv"].groupby("fold").size().to_dict()
+    assert dict(zip(trials["fold"], trials["val_auc_labels_scored"])) == expected
+    settings = json.loads((search_dir / "search.json").read_text())
+    assert settings["data"] == {"kind": "prepared", "path": str(prepared), "mode": "auto"}
+    assert isinstance(_reload_handle(settings, search_dir), InMemoryHandle)
+    # someone reassigns the folds with another seed: a resume would mix two fold sets, so it is refused
+    from data.folds import assign_prepared_folds
+
+    assign_prepared_folds(prepared, n_folds=2, seed=7)
+    if not load_prepared(prepared).manifest["fold"].astype(int).equals(saved["fold"]):
+        with pytest.raises(SearchError, match="differ from those this search started with"):
+            _reload_handle(settings, search_dir)
+
+
+def trial_on_folds(config: dict, data) -> None:
+    """A trainable that checks the handle it got: reports its fold's validation size as a metric."""
+    from ray import tune
+
+    flat = config.get("trial_config", config)
+    _, _, manifest, categories = data.load()
+    assert flat["n_classes"] == len(categories) == 2
+    val_rows = int(((manifest["split"] == "cv") & (manifest["fold"] == flat["fold"])).sum())
+    tune.report({"epoch": 1.0, "val_auc": 0.5, "val_auc_labels_scored": float(val_rows), "epoch_time_s": 0.1,
+                 "traced": 1.0, "trainable_params": 10.0})

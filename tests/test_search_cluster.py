@@ -1,0 +1,98 @@
+"""A search on a multi-node Ray cluster simulated on one machine (ray.cluster_utils.Cluster, 2 nodes of 1
+CPU), logged to a real `mlflow server` over HTTP, with the preflight checks that must fail fast.
+
+The cluster runs in a subprocess: the test session's own local Ray (`ray_local`) cannot share the process.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from search.cluster import is_uri
+from test_search_tracking import mlflow_server  # noqa: F401  (the fixture)
+from test_search_tuner import mlflow_runs
+
+TESTS_DIR = Path(__file__).resolve().parent
+CLUSTER_TIMEOUT_S = 400
+
+
+def run_on_two_nodes(out_dir: Path, log_dir: Path, server_url: str) -> dict:
+    script = textwrap.dedent(f"""
+        import json, sys
+        sys.path.insert(0, {str(TESTS_DIR)!r})
+        import ray
+        from ray.cluster_utils import Cluster
+
+        cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1}})
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address)
+        import test_search_tuner as scripted
+        scripted.pickle_by_value()
+        from search.errors import SearchError
+        from search.tuner import run_search
+
+        data = scripted.ScriptedData({{1e-4: 0.6, 2e-4: 0.7}}, sleep_s=0.5, log_dir={str(log_dir)!r})
+        space = scripted.scripted_space([1e-4, 2e-4], epochs=2)
+        common = dict(data=data, space=space, out_dir={str(out_dir)!r}, n_folds=2,
+                      trainable=scripted.scripted_fold)
+        result = {{"nodes": len([n for n in ray.nodes() if n["Alive"]])}}
+        for name, extra in (("sqlite", {{}}),
+                            ("weights", {{"tracking_uri": {server_url!r}, "weights_dir": "/no/such/weights"}})):
+            try:
+                run_search(name=name, **common, **extra)
+                result[name] = "no error"
+            except SearchError as error:
+                result[name] = str(error)
+        run_search(name="cluster", tracking_uri={server_url!r}, max_concurrent=2, storage="relative-storage",
+                   **common)
+        print("RESULT " + json.dumps(result), flush=True)
+        ray.shutdown()
+        cluster.shutdown()
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=CLUSTER_TIMEOUT_S, cwd=out_dir.parent)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, f"cluster script failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+@pytest.mark.slow
+def test_two_node_search_with_a_tracking_server_and_failing_preflights(tmp_path, mlflow_server):  # noqa: F811
+    out_dir, log_dir = tmp_path / "out", tmp_path / "log"
+    out_dir.mkdir()
+    log_dir.mkdir()
+    result = run_on_two_nodes(out_dir, log_dir, mlflow_server)
+    assert result["nodes"] == 2
+    assert "sqlite file, but the Ray cluster has 2 nodes" in result["sqlite"] and "--tracking-uri" in result["sqlite"]
+    assert result["weights"].count("--weights-dir /no/such/weights is not visible on node") == 2
+    # a relative --storage is made absolute (and passes the shared check: both nodes share this disk)
+    assert (tmp_path / "relative-storage" / "cluster").is_dir()
+    assert json.loads((out_dir / "cluster" / "search.json").read_text())["storage_path"] == str(
+        tmp_path / "relative-storage")
+
+    search_dir = out_dir / "cluster"
+    trials = pd.read_csv(search_dir / "trials.csv", dtype={"config_id": str})
+    assert len(trials) == 4 and (trials["stop_reason"] == "completed").all()
+    nodes_used = {line.split()[2] for line in (log_dir / "starts.txt").read_text().splitlines()}
+    assert len(nodes_used) == 2  # 1 CPU per node and 2 concurrent trials: both nodes trained
+
+    runs = json.loads((search_dir / "mlflow_runs.json").read_text())
+    assert runs["tracking_uri"] == mlflow_server and not is_uri(str(search_dir))
+    client, all_runs = mlflow_runs(mlflow_server, "cluster")
+    assert len(all_runs) == 1 + 2 + 4
+    for key, run_id in runs["trials"].items():
+        run = client.get_run(run_id)
+        assert run.data.params["fold"] == key.split("/")[1]
+        assert sorted(m.step for m in client.get_metric_history(run_id, "val_auc")) == [1, 2]
+        assert run.data.tags["stop_reason"] == "completed"
+    for config_id, run_id in runs["configs"].items():
+        folds = trials[trials["config_id"] == config_id]["val_auc"]
+        assert client.get_run(run_id).data.metrics["cv_val_auc_mean"] == pytest.approx(folds.mean())
+    assert not (out_dir / "mlflow.db").exists()  # nothing went to the default sqlite store
