@@ -159,7 +159,7 @@ def write_nih(out_dir: Path | str, *, n_images: int, seed: int = 0, image_size: 
             image = render_chest(chest, [SIGNATURES[NIH_SIGNATURES[name]] for name in findings],
                                  image_size=image_size, rng=image_rng)
             name = f"{patient_id:08d}_{follow_up:03d}.png"
-            Image.fromarray(np.rint(image * 255).astype(np.uint8)).save(out / "images" / name)
+            Image.fromarray(np.rint(image * 255).astype(np.uint8)).save(out / "images" / name, pnginfo=_png_marker())
             width, height = [(2500, 2048), (2048, 2500), (2992, 2991), (3056, 2544)][image_rng.integers(4)]
             spacing = [0.143, 0.168, 0.139][image_rng.integers(3)]
             view = "PA" if image_rng.random() < 0.6 else "AP"
@@ -276,10 +276,44 @@ def _prepare_out_dir(out_dir: Path | str, n_images, seed, image_size, overwrite:
     if out.exists() and not out.is_dir():
         raise DataError(f"{out} exists and is not a folder; give a new or empty folder")
     if out.is_dir() and any(out.iterdir()):
-        ours = (out / "labels.csv").is_file() or (out / "Data_Entry_2017.csv").is_file()
+        ours = _is_synthetic_output(out)
         if not (overwrite and ours):
             raise DataError(f"{out} is not empty; give a new or empty folder"
                             + ("" if ours else " (overwrite only replaces an earlier synthetic output)"))
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+SOFTWARE_MARK = "cxrtune synthetic"  # DICOM Manufacturer and PNG Software text of every file written here
+
+
+def _png_marker():
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("Software", SOFTWARE_MARK)
+    return info
+
+
+def _is_synthetic_output(out: Path) -> bool:
+    """True only for a folder this module wrote: its first listed image carries our mark.
+
+    A user's real folder also has a labels.csv, so the file names alone never decide an overwrite.
+    """
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        if (out / "labels.csv").is_file():
+            first = (out / "labels.csv").read_text().splitlines()[1].split(",")[0]
+            return str(dcmread(out / first, stop_before_pixels=True).get("Manufacturer", "")) == SOFTWARE_MARK
+        if (out / "Data_Entry_2017.csv").is_file():
+            from PIL import Image
+
+            first = (out / "Data_Entry_2017.csv").read_text().splitlines()[1].split(",")[0]
+            with Image.open(out / "images" / first) as image:
+                return image.info.get("Software") == SOFTWARE_MARK
+    except (OSError, IndexError, ValueError, InvalidDicomError):
+        return False
+    return False

@@ -148,7 +148,7 @@ def _base_dataset(sop_class: str, sop_uid: str, patient: Patient, study: Study, 
     ds.SOPClassUID, ds.SOPInstanceUID = sop_class, sop_uid
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.Modality = modality
-    ds.Manufacturer = "cxrtune synthetic"
+    ds.Manufacturer = "cxrtune synthetic"  # data.synthetic.SOFTWARE_MARK: overwrite checks it
     ds.PatientName = patient.name
     ds.PatientID = patient.patient_id
     ds.PatientSex = patient.sex

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
 from data.errors import DataError
 from data.render import draw_chest, lung_fields, render_chest
@@ -61,9 +62,9 @@ def test_same_seed_writes_the_same_bytes_and_another_seed_does_not(tmp_path, hos
 
     other = tmp_path / "other"
     write_nih(other, seed=4, **SMALL)
-    first = np.asarray(__import__("PIL.Image").Image.open(other / "images" / "00000001_000.png"))
-    ours = np.asarray(__import__("PIL.Image").Image.open(nih[0] / "images" / "00000001_000.png"))
-    assert np.abs(first.astype(int) - ours.astype(int)).mean() > 1.0
+    theirs = np.asarray(Image.open(other / "images" / "00000001_000.png"), dtype=int)
+    ours = np.asarray(Image.open(nih[0] / "images" / "00000001_000.png"), dtype=int)
+    assert np.abs(theirs - ours).mean() > 1.0
 
 
 # --- labels and prevalence ----------------------------------------------------------------------
@@ -119,8 +120,11 @@ def test_refuses_bad_sizes_and_foreign_non_empty_folders(tmp_path):
         write_nih(tmp_path / "a", n_images=2, image_size=16)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    with pytest.raises(DataError, match="is not empty"):
-        write_nih(tmp_path / "mine", n_images=2, image_size=32, overwrite=True)
+    # A real hospital folder has a labels.csv too: the name alone must never allow an overwrite.
+    (tmp_path / "mine" / "labels.csv").write_text("image,labels\nnotes.txt,normal\n")
+    for writer in (write_nih, write_hospital):
+        with pytest.raises(DataError, match="is not empty"):
+            writer(tmp_path / "mine", n_images=2, image_size=32, overwrite=True)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
