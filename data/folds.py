@@ -57,6 +57,10 @@ def assign_folds(table: pd.DataFrame, n_folds: int = 5, test_fraction: float = 0
     patient_fold = np.full(len(patients), TEST_FOLD, dtype=np.int64)
     patient_fold[cv] = _stratify(image_counts[cv], positive_counts[cv], [1 / n_folds] * n_folds, rng)
 
+    empty = sorted(set(range(-1 if test_fraction > 0 else 0, n_folds)) - set(patient_fold.tolist()))
+    if empty:
+        raise DataError(f"{len(patients)} patients leave part(s) {empty} (-1 = test) empty with n_folds={n_folds} "
+                        f"and test_fraction={test_fraction}: use fewer folds or a larger test fraction")
     _warn_sparse_categories(positive_counts, label_cols, n_folds, test_fraction)
     fold_of = pd.Series(patient_fold, index=patients)
     fold = fold_of.reindex(table[patient_col].to_numpy()).to_numpy()

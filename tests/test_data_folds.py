@@ -99,6 +99,8 @@ def test_non_binary_label_and_too_few_patients_are_refused():
         assign_folds(table)
     with pytest.raises(DataError, match="3 patients cannot fill 5 folds and a test part"):
         assign_folds(random_table(0, n_patients=3))
+    with pytest.raises(DataError, match=r"3 patients leave part\(s\) \[-1\] \(-1 = test\) empty"):
+        assign_folds(random_table(0, n_patients=3), n_folds=2, test_fraction=0.05)
 
 
 def test_full_nih_table_official_split_kept_folds_disjoint_and_stratified(shared_data):
