@@ -354,6 +354,10 @@ def test_cli_prints_one_line_and_exits_2_on_bad_input(synthetic_hospital, tmp_pa
     code = main(["prepare", str(synthetic_hospital), "--out", str(tmp_path / "ok"), "--image-size", "32",
                  "--salt", SALT, "--workers", "1", "--quiet"])
     assert code == 0 and load_prepared(tmp_path / "ok").summary["counts"]["accepted"] == 16
+    code = main(["prepare", str(synthetic_hospital), "--out", str(tmp_path / "ct"), "--image-size", "32",
+                 "--salt", SALT, "--workers", "1", "--quiet", "--allow-modality", "ct"])
+    summary = load_prepared(tmp_path / "ct").summary
+    assert code == 0 and summary["counts"]["accepted"] == 17 and "CT" in summary["allowed_modalities"]
 
 
 def test_output_and_salt_file_inside_the_input_folder_are_not_inputs(synthetic_hospital, tmp_path, monkeypatch):
