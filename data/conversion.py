@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -18,9 +19,11 @@ from typing import Any, Callable
 
 from data.convert import PNG_SUFFIXES, fit_square, pixel_content_hash, read_png_values, to_bit_depth, write_png_atomic
 from data.dicom import UnusableImageError, decode_stored_values, display_image, read_dicom_header
+from data.errors import DataError
 from data.privacy import patient_key
 
 PROGRESS_FILE = ".cxrtune-progress.jsonl"
+LOCK_FILE = ".cxrtune-prepare.lock"
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,43 @@ def _convert_in_pool(pending, settings, images_dir: str, workers: int, keep) -> 
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
+
+
+@contextmanager
+def output_lock(out_dir: Path):
+    """One prepare at a time per output folder: two would interleave the restart record.
+
+    A lock left by a killed run (its process gone) is taken over.
+    """
+    path = out_dir / LOCK_FILE
+    for _ in range(2):
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            break
+        except FileExistsError:
+            holder = path.read_text().strip()
+            if holder.isdigit() and _process_alive(int(holder)):
+                raise DataError(f"another prepare (process {holder}) is writing {out_dir}; wait for it, "
+                                f"or delete {path} if that process is not a prepare") from None
+            path.unlink(missing_ok=True)
+    else:
+        raise DataError(f"cannot take the lock {path}; delete it if no prepare is running")
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(str(os.getpid()))
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _ends_with_newline(path: Path) -> bool:

@@ -12,7 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from data.conversion import ConversionSettings, ConversionTask, convert_all, default_workers, file_fingerprint
+from data.conversion import (ConversionSettings, ConversionTask, convert_all, default_workers, file_fingerprint,
+                             output_lock)
 from data.convert import BIT_DEPTHS, convert_image  # noqa: F401  (convert_image is part of this module's API)
 from data.errors import DataError
 from data.labels import Taxonomy, encode_labels, load_taxonomy, read_hospital_labels
@@ -189,11 +190,12 @@ def _nih_splits(table: pd.DataFrame, input_dir: Path, labels_dir: Path, train_va
 def _run(tasks, settings, out_dir: Path, workers, progress, *, early_rejects, label_rows, categories,
          taxonomy: Taxonomy, min_category_images, dataset_format, extra) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    records = convert_all(tasks, settings, out_dir, workers=workers or default_workers(), progress=progress)
-    summary = finish_prepared(
-        out_dir, tasks=tasks, records=records, settings=settings, early_rejects=early_rejects,
-        label_rows=label_rows, categories=categories, taxonomy=taxonomy, dataset_format=dataset_format,
-        min_category_images=min_category_images, extra=extra)
+    with output_lock(out_dir):
+        records = convert_all(tasks, settings, out_dir, workers=workers or default_workers(), progress=progress)
+        summary = finish_prepared(
+            out_dir, tasks=tasks, records=records, settings=settings, early_rejects=early_rejects,
+            label_rows=label_rows, categories=categories, taxonomy=taxonomy, dataset_format=dataset_format,
+            min_category_images=min_category_images, extra=extra)
     counts = summary["counts"]
     if progress:
         print(f"prepared {out_dir}: {counts['input']} input = {counts['accepted']} accepted + "

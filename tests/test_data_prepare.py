@@ -236,6 +236,27 @@ def test_interrupted_run_resumes_and_unchanged_input_converts_nothing(synthetic_
     assert progress_lines(out) == 19 and load_prepared(out).summary["image_size"] == 48
 
 
+def test_a_second_prepare_on_the_same_folder_is_refused_while_the_first_runs(synthetic_hospital, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / conversion.LOCK_FILE).write_text(str(holder.pid))
+        with pytest.raises(DataError, match=f"another prepare \\(process {holder.pid}\\)"):
+            prepare_hospital(synthetic_hospital, synthetic_hospital / "labels.csv", out, image_size=32, salt=SALT,
+                             workers=1, progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder is gone: its lock is stale and taken over; the lock is released at the end.
+    prepare_hospital(synthetic_hospital, synthetic_hospital / "labels.csv", out, image_size=32, salt=SALT,
+                     workers=1, progress=False)
+    assert not (out / conversion.LOCK_FILE).exists() and (out / "manifest.csv").is_file()
+
+
 def test_a_worker_dying_in_the_pool_keeps_finished_files(synthetic_hospital, tmp_path, monkeypatch):
     out = tmp_path / "out"
     monkeypatch.setattr(conversion, "convert_one", convert_unless_six_images_exist)
