@@ -48,6 +48,8 @@ class Chest:
     rib_phase: float = 0.0
     air_gain: float = 1.0         # >1 hyperlucent (emphysema), <1 under-aerated
     vessel_gain: float = 1.0      # strength of the lung markings
+    gastric_air: float = 1.0      # 0..1 visibility of the stomach bubble below the left hemidiaphragm
+    gastric_dx: float = 0.0       # its offset from the left lung's centre
     exposure: float = 1.0         # global contrast factor
     gamma: float = 1.0
 
@@ -78,6 +80,8 @@ def draw_chest(rng: np.random.Generator) -> Chest:
         rib_phase=u(0.0, 1.0),
         air_gain=u(0.92, 1.08),
         vessel_gain=u(0.85, 1.15),
+        gastric_air=float(rng.random() < 0.7) * u(0.5, 1.0),
+        gastric_dx=u(-0.12, 0.05),
         exposure=u(0.92, 1.08),
         gamma=u(0.9, 1.1),
     )
@@ -208,7 +212,9 @@ def _anatomy(canvas: Canvas, rng: np.random.Generator) -> tuple[np.ndarray, np.n
 
     trachea = sigmoid(0.028 - np.abs(x - mid_x), 0.01) * sigmoid(-0.3 - y, 0.04) * sigmoid(y + 0.95, 0.04)
     bone = _bones(canvas, body, dia)
-    soft = body * tissue + 0.03 * body * solid - 0.13 * trachea
+    # Gastric air bubble under the left hemidiaphragm (image right), in most patients.
+    bubble = ellipse(x, y, canvas.lung_center_x(1) + c.gastric_dx, c.diaphragm_y + 0.13, 0.12, 0.07) * c.gastric_air
+    soft = body * tissue + 0.03 * body * solid - 0.13 * trachea - 0.2 * bubble
     return soft.astype(np.float32), bone.astype(np.float32), body.astype(np.float32)
 
 

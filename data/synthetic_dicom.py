@@ -83,6 +83,13 @@ def encode_display(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndar
         "WindowCenter": f"{(low + high) / 2 + 0.5:g}", "WindowWidth": f"{high - low + 1:g}",
         "VOILUTFunction": "LINEAR",
     }
+    if rng.random() < 0.25:
+        # Several windows, as many modalities store them: the first is the default view, which a reader
+        # without a choice uses; the second is a harder one.
+        center, width = float(tags["WindowCenter"]), float(tags["WindowWidth"])
+        tags["WindowCenter"] = [tags["WindowCenter"], f"{center + width / 8:g}"]
+        tags["WindowWidth"] = [tags["WindowWidth"], f"{width / 2:g}"]
+        tags["WindowCenterWidthExplanation"] = ["NORMAL", "HARD"]
     return stored, tags
 
 

@@ -196,7 +196,7 @@ def test_enlarged_heart_moves_the_left_heart_border_outwards():
 
 # --- DICOM realism --------------------------------------------------------------------------------
 
-# Seeds 0-9 cover MONOCHROME1/2, 12/14/16 bits, all rescales and all three transfer syntaxes.
+# Seeds 0-9 cover MONOCHROME1/2, 12/14/16 bits, one or two windows and all three transfer syntaxes.
 @pytest.mark.parametrize("seed", range(10))
 def test_dicom_reads_back_as_the_rendering_whatever_the_encoding(tmp_path, seed):
     from pydicom import dcmread
@@ -250,7 +250,7 @@ def test_hospital_files_look_like_a_hospital_export(hospital):
     assert names <= {sub for subs in study["categories"].values() for sub in subs} | {"normal"}
     assert labels["patient_id"].value_counts().max() >= 2  # several images for some patients
 
-    syntaxes, modalities, sizes = set(), set(), set()
+    syntaxes, modalities, sizes, windows = set(), set(), set(), set()
     for image in labels["image"]:
         raw = (out / image).read_bytes()
         assert raw[128:132] == b"DICM"  # preamble + file meta header
@@ -258,11 +258,12 @@ def test_hospital_files_look_like_a_hospital_export(hospital):
         syntaxes.add(ds.file_meta.TransferSyntaxUID)
         modalities.add(ds.Modality)
         sizes.add(min(ds.Rows, ds.Columns))
+        windows.add(ds["WindowCenter"].VM)
         for uid in (ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID):
             assert UID(uid).is_valid
         assert "^" in str(ds.PatientName) and ds.PatientID == labels.set_index("image").loc[image, "patient_id"]
     assert {"CR", "DX", "CT"} <= modalities and min(sizes) < 32
-    assert len(syntaxes) >= 2
+    assert len(syntaxes) >= 2 and windows == {1, 2}  # some files offer a second window
     assert sorted(summary["outliers"].values())[0] == "CT slice"
 
 
