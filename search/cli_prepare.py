@@ -10,24 +10,23 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "prepare", help="convert a DICOM folder (hospital) or NIH ChestX-ray14 into a prepared dataset",
         description="Convert every input file into exactly one of accepted / rejected (with reason) / duplicate. "
-                    "Restartable: re-running converts only what is not done yet.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "Restartable: re-running converts only what is not done yet.")
     parser.add_argument("input", help="folder of DICOM files (any depth), or of NIH PNGs (flat or images_NNN/images)")
     parser.add_argument("--out", required=True, help="prepared dataset folder to write (created if absent)")
-    parser.add_argument("--format", choices=("hospital", "nih"), default="hospital", help="input layout")
+    parser.add_argument("--format", choices=("hospital", "nih"), default="hospital", help="input layout (default hospital)")
     parser.add_argument("--labels", help="labels CSV: hospital image,labels[,patient_id] (default INPUT/labels.csv); "
                                          "NIH Data_Entry_2017*.csv[.gz] (default: found in INPUT)")
-    parser.add_argument("--taxonomy", default="study", help="hospital only: built-in taxonomy name or a YAML path")
-    parser.add_argument("--image-size", type=int, default=512, help="output side in px (square, padded)")
-    parser.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="PNG bits per pixel")
+    parser.add_argument("--taxonomy", default="study", help="hospital only: built-in taxonomy name or a YAML path (default study)")
+    parser.add_argument("--image-size", type=int, default=512, help="output side in px, square, padded (default 512)")
+    parser.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="PNG bits per pixel (default 8)")
     parser.add_argument("--min-category-images", type=int, default=0,
-                        help="drop (and report) categories with fewer accepted images than this")
+                        help="drop (and report) categories with fewer accepted images than this (default 0)")
     parser.add_argument("--allow-modality", action="append", metavar="MODALITY",
                         help="hospital only: accept this DICOM Modality too (repeatable; default CR, DX, DR)")
     parser.add_argument("--any-modality", action="store_true", help="hospital only: accept every modality")
     parser.add_argument("--min-side", type=int,
                         help="reject images with a side under this many px (default: max(32, image size / 4))")
-    parser.add_argument("--max-aspect", type=float, default=2.0, help="reject images whose long/short side exceeds this")
+    parser.add_argument("--max-aspect", type=float, default=2.0, help="reject images whose long/short side exceeds this (default 2.0)")
     parser.add_argument("--workers", type=int, help="conversion processes (default: all cores)")
     parser.add_argument("--salt", help="secret for patient keys (default: $CXRTUNE_SALT, else a salt file)")
     parser.add_argument("--salt-file", help="where the salt is kept when neither --salt nor $CXRTUNE_SALT is set "
