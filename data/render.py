@@ -12,7 +12,7 @@ numpy; an image costs a few milliseconds at 256 px.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 import numpy as np
@@ -153,6 +153,11 @@ class Canvas:
 
     def in_lungs(self) -> np.ndarray:
         return self.lungs[-1] + self.lungs[1]
+
+
+def pick_sides(rng: np.random.Generator) -> tuple[int, ...]:
+    """One lung (either side, -1 image left / +1 image right) or both."""
+    return ((-1,), (1,), (-1, 1))[rng.integers(3)]
 
 
 # A finding changes the anatomy before drawing (adjust) and/or paints on the canvas after (paint).
@@ -301,8 +306,3 @@ def lung_fields(chest: Chest, *, image_size: int) -> np.ndarray:
     canvas = Canvas(chest=chest, size=image_size, x=x, y=y)
     _anatomy(canvas, np.random.default_rng(0))
     return canvas.in_lungs()
-
-
-def with_changes(chest: Chest, **changes: float) -> Chest:
-    """A copy of the anatomy with some fields changed (findings use it in `adjust`)."""
-    return replace(chest, **changes)

@@ -1,28 +1,25 @@
-"""How each finding shows on a synthetic radiograph (see data/render.py for units and layers).
+"""How each hospital finding shows on a synthetic radiograph (see data/render.py for units and layers).
 
-`SIGNATURES` maps a finding name to its `Signature`. The hospital taxonomy's sub-categories and
-NIH's findings draw on the same painters where the radiology is the same (an enlarged heart is
-`cardiomegaly` in both; NIH `Nodule` is the hospital `nodule`), so a model pretrained on the NIH-style
-set has seen the hospital set's signatures. Amplitudes are bold on purpose: every signature must
+`SIGNATURES` maps each sub-category of data/taxonomies/study.yaml to its `Signature`; NIH's findings
+(data/render_findings_nih.py) reuse these where the radiology is the same, so a model pretrained on the
+NIH-style set has seen the hospital set's signatures. Amplitudes are bold on purpose: every signature must
 stay visible after the image is shrunk to 32 px (features at least ~0.1 units = 1.6 px wide there).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from data.render import Canvas, Chest, Signature, blob, ellipse, segment, sigmoid, smooth_noise, with_changes
+from dataclasses import replace
 
+from data.render import Canvas, Chest, Signature, ellipse, pick_sides, segment, sigmoid, smooth_noise
 
-def _sides(rng: np.random.Generator) -> tuple[int, ...]:
-    """One lung (either side) or both."""
-    return ((-1,), (1,), (-1, 1))[rng.integers(3)]
 
 
 # --- heart and aorta --------------------------------------------------------------------------
 
 def _enlarge_heart(chest: Chest, rng: np.random.Generator) -> Chest:
     scale = rng.uniform(1.3, 1.45)  # cardiothoracic ratio ~0.55-0.65 instead of ~0.4-0.48
-    return with_changes(
+    return replace(
         chest,
         heart_rx_right=chest.heart_rx_right * scale,
         heart_rx_left=chest.heart_rx_left * scale,
@@ -32,7 +29,7 @@ def _enlarge_heart(chest: Chest, rng: np.random.Generator) -> Chest:
 
 def _enlarge_left_ventricle(chest: Chest, rng: np.random.Generator) -> Chest:
     # The apex grows outwards and down: the left heart border moves towards the chest wall.
-    return with_changes(
+    return replace(
         chest,
         heart_rx_left=chest.heart_rx_left * rng.uniform(1.4, 1.55),
         heart_cy=chest.heart_cy + 0.04,
@@ -62,11 +59,11 @@ def _arc(canvas: Canvas, cx: float, cy: float, radius: float, *, start: float, s
 
 
 def _tortuous_aorta(chest: Chest, rng: np.random.Generator) -> Chest:
-    return with_changes(chest, aorta_bulge=rng.uniform(0.16, 0.22), knob_cx=chest.knob_cx + 0.03)
+    return replace(chest, aorta_bulge=rng.uniform(0.16, 0.22), knob_cx=chest.knob_cx + 0.03)
 
 
 def _elongated_aorta(chest: Chest, rng: np.random.Generator) -> Chest:
-    return with_changes(
+    return replace(
         chest,
         knob_cy=chest.knob_cy - rng.uniform(0.08, 0.12),
         knob_r=chest.knob_r * rng.uniform(1.5, 1.7),
@@ -106,7 +103,7 @@ def _mass(canvas: Canvas, rng: np.random.Generator) -> None:
 
 def _fibrotic_streaks(canvas: Canvas, rng: np.random.Generator) -> None:
     # Coarse linear scars radiating from the upper zones towards the hilum.
-    for side in _sides(rng):
+    for side in pick_sides(rng):
         for _ in range(rng.integers(3, 6)):
             x0, y0 = canvas.lung_point(rng, side, zone="upper")
             length, angle = rng.uniform(0.15, 0.3), rng.uniform(0.6, 1.3)
@@ -120,8 +117,8 @@ def _calcified_granulomas(canvas: Canvas, rng: np.random.Generator) -> None:
         canvas.opacity += 0.6 * ellipse(canvas.x, canvas.y, cx, cy, 0.04, 0.04, edge=0.008)
 
 
-def _more_markings(chest: Chest, rng: np.random.Generator) -> Chest:
-    return with_changes(chest, vessel_gain=chest.vessel_gain * rng.uniform(3.2, 3.6))
+def more_markings(chest: Chest, rng: np.random.Generator) -> Chest:
+    return replace(chest, vessel_gain=chest.vessel_gain * rng.uniform(3.2, 3.6))
 
 
 def _interstitial(canvas: Canvas, rng: np.random.Generator) -> None:
@@ -135,7 +132,7 @@ def _interstitial(canvas: Canvas, rng: np.random.Generator) -> None:
 # --- spine ------------------------------------------------------------------------------------
 
 def _scoliosis(chest: Chest, rng: np.random.Generator) -> Chest:
-    return with_changes(chest, scoliosis=float(rng.choice([-1, 1])) * rng.uniform(0.1, 0.14))
+    return replace(chest, scoliosis=float(rng.choice([-1, 1])) * rng.uniform(0.1, 0.14))
 
 
 def _degenerative(canvas: Canvas, rng: np.random.Generator) -> None:
@@ -168,7 +165,7 @@ def _pleural_band(canvas: Canvas, side: int, *, y_from: float, y_to: float, thic
 
 def _pleural_thickening(canvas: Canvas, rng: np.random.Generator) -> None:
     c = canvas.chest
-    for side in _sides(rng):
+    for side in pick_sides(rng):
         top = c.lung_cy - rng.uniform(0.1, 0.4)
         _pleural_band(canvas, side, y_from=top, y_to=top + rng.uniform(0.45, 0.7),
                       thickness=rng.uniform(0.1, 0.13), amplitude=0.36)
@@ -177,89 +174,12 @@ def _pleural_thickening(canvas: Canvas, rng: np.random.Generator) -> None:
 def _apical_cap(canvas: Canvas, rng: np.random.Generator) -> None:
     c = canvas.chest
     apex = c.lung_cy - c.lung_ry
-    for side in _sides(rng):
+    for side in pick_sides(rng):
         cap = sigmoid(apex + rng.uniform(0.17, 0.22) - canvas.y, 0.02)
         canvas.opacity += 0.3 * cap * canvas.lungs[side]
 
 
-# --- NIH-only findings ------------------------------------------------------------------------
-
-def _effusion(canvas: Canvas, rng: np.random.Generator) -> None:
-    c = canvas.chest
-    for side in _sides(rng):
-        # Fluid fills the base with a meniscus that climbs the lateral wall.
-        level = c.diaphragm_y - rng.uniform(0.2, 0.3) - 0.25 * np.abs(canvas.x - canvas.lung_center_x(side))
-        fluid = sigmoid(canvas.y - level, 0.04) * canvas.lungs[side]
-        canvas.air *= 1.0 - 0.85 * fluid
-        canvas.vessels *= 1.0 - fluid
-
-
-def _atelectasis(canvas: Canvas, rng: np.random.Generator) -> None:
-    side = int(rng.choice([-1, 1]))
-    x0, y0 = canvas.lung_point(rng, side, zone="lower")
-    plate = segment(canvas.x, canvas.y, x0 - 0.18, y0 + 0.03, x0 + 0.18, y0 - 0.03, 0.035)
-    canvas.opacity += 0.3 * plate * canvas.lungs[side]
-    canvas.air *= 1.0 - 0.25 * canvas.lungs[side] * sigmoid(canvas.y - y0, 0.05)
-
-
-def _patches(canvas: Canvas, rng: np.random.Generator, *, amplitude: float, cells: int, zone: str) -> np.ndarray:
-    side = int(rng.choice([-1, 1]))
-    cx, cy = canvas.lung_point(rng, side, zone=zone)
-    region = blob(canvas.x, canvas.y, cx, cy, rng.uniform(0.22, 0.3))
-    patchy = sigmoid(smooth_noise(rng, canvas.size, cells) + 0.3, 0.15)
-    opacity = amplitude * region * patchy * canvas.lungs[side]
-    canvas.opacity += opacity
-    return opacity
-
-
-def _infiltration(canvas: Canvas, rng: np.random.Generator) -> None:
-    _patches(canvas, rng, amplitude=0.32, cells=12, zone="any")
-
-
-def _pneumonia(canvas: Canvas, rng: np.random.Generator) -> None:
-    _patches(canvas, rng, amplitude=0.36, cells=6, zone="lower")
-
-
-def _consolidation(canvas: Canvas, rng: np.random.Generator) -> None:
-    opacity = _patches(canvas, rng, amplitude=0.42, cells=4, zone="any")
-    # Air bronchograms: the dense region keeps dark branching airways.
-    canvas.opacity -= 0.4 * opacity * sigmoid(0.1 - np.abs(smooth_noise(rng, canvas.size, 9)), 0.03)
-
-
-def _pneumothorax(canvas: Canvas, rng: np.random.Generator) -> None:
-    c = canvas.chest
-    side = int(rng.choice([-1, 1]))
-    # The collapsed lung's edge: a curve parallel to the chest wall, with no markings beyond it.
-    edge_x = canvas.lung_center_x(side) + side * c.lung_rx * (0.2 + 0.5 * sigmoid(canvas.y - c.lung_cy, 0.2))
-    outside = sigmoid(side * (canvas.x - edge_x), 0.01) * canvas.lungs[side]
-    canvas.vessels *= 1.0 - outside
-    canvas.air += 0.3 * outside
-    canvas.opacity += 0.2 * sigmoid(0.012 - np.abs(canvas.x - edge_x), 0.005) * canvas.lungs[side]
-
-
-def _edema(canvas: Canvas, rng: np.random.Generator) -> None:
-    c = canvas.chest
-    for side in (-1, 1):  # bat-wing haze around both hila
-        hx = canvas.lung_center_x(side) - side * 0.4 * c.lung_rx
-        canvas.opacity += 0.25 * blob(canvas.x, canvas.y, hx, c.lung_cy + 0.1, 0.3) * canvas.lungs[side]
-
-
-def _hyperinflate(chest: Chest, rng: np.random.Generator) -> Chest:
-    return with_changes(chest, lung_ry=chest.lung_ry * 1.1, diaphragm_y=chest.diaphragm_y + 0.12,
-                        air_gain=chest.air_gain * rng.uniform(1.25, 1.35), vessel_gain=chest.vessel_gain * 0.5,
-                        heart_rx_left=chest.heart_rx_left * 0.88, heart_rx_right=chest.heart_rx_right * 0.88)
-
-
-def _hiatal_hernia(canvas: Canvas, rng: np.random.Generator) -> None:
-    c = canvas.chest
-    cx, cy, r = c.spine_x + 0.05, c.heart_cy + 0.05, rng.uniform(0.14, 0.17)
-    sac = ellipse(canvas.x, canvas.y, cx, cy, r, r * 0.9)
-    gas = sac * sigmoid(cy - canvas.y, 0.01)  # air above the fluid level
-    canvas.opacity += 0.2 * sac - 0.4 * gas
-
-
 SIGNATURES: dict[str, Signature] = {
-    # hospital sub-categories (data/taxonomies/study.yaml)
     "aortic_knob_calcification": Signature(paint=_calcify_knob),
     "aortic_arch_calcification": Signature(paint=_calcify_arch),
     "aortic_tortuosity": Signature(adjust=_tortuous_aorta),
@@ -268,7 +188,7 @@ SIGNATURES: dict[str, Signature] = {
     "mass": Signature(paint=_mass),
     "fibrotic_streak": Signature(paint=_fibrotic_streaks),
     "calcified_granuloma": Signature(paint=_calcified_granulomas),
-    "increased_lung_markings": Signature(adjust=_more_markings),
+    "increased_lung_markings": Signature(adjust=more_markings),
     "interstitial_pattern": Signature(paint=_interstitial),
     "scoliosis": Signature(adjust=_scoliosis),
     "degenerative_spine": Signature(paint=_degenerative),
@@ -278,32 +198,4 @@ SIGNATURES: dict[str, Signature] = {
     "cardiomegaly": Signature(adjust=_enlarge_heart),
     "left_ventricular_hypertrophy": Signature(adjust=_enlarge_left_ventricle),
     "pacemaker": Signature(paint=_pacemaker),
-    # NIH findings that have no hospital counterpart
-    "effusion": Signature(paint=_effusion),
-    "atelectasis": Signature(paint=_atelectasis),
-    "infiltration": Signature(paint=_infiltration),
-    "pneumonia": Signature(paint=_pneumonia),
-    "consolidation": Signature(paint=_consolidation),
-    "pneumothorax": Signature(paint=_pneumothorax),
-    "edema": Signature(adjust=_more_markings, paint=_edema),
-    "emphysema": Signature(adjust=_hyperinflate),
-    "hiatal_hernia": Signature(paint=_hiatal_hernia),
-}
-
-# NIH finding name -> painter name: shared painters are what makes NIH pretraining transfer.
-NIH_SIGNATURES: dict[str, str] = {
-    "Atelectasis": "atelectasis",
-    "Cardiomegaly": "cardiomegaly",
-    "Effusion": "effusion",
-    "Infiltration": "infiltration",
-    "Mass": "mass",
-    "Nodule": "nodule",
-    "Pneumonia": "pneumonia",
-    "Pneumothorax": "pneumothorax",
-    "Consolidation": "consolidation",
-    "Edema": "edema",
-    "Emphysema": "emphysema",
-    "Fibrosis": "fibrotic_streak",
-    "Pleural_Thickening": "pleural_thickening",
-    "Hernia": "hiatal_hernia",
 }

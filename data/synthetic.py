@@ -20,7 +20,8 @@ import numpy as np
 
 from data.errors import DataError
 from data.render import draw_chest, render_chest
-from data.render_findings import NIH_SIGNATURES, SIGNATURES
+from data.render_findings import SIGNATURES
+from data.render_findings_nih import NIH_SIGNATURES
 from data.synthetic_dicom import (TRANSFER_SYNTAXES, Study, ct_slice_dataset, fake_patient, radiograph_dataset,
                                   seeded_uid, write_dicom)
 
@@ -156,7 +157,7 @@ def write_nih(out_dir: Path | str, *, n_images: int, seed: int = 0, image_size: 
         for follow_up in range(n_follow_ups):
             image_rng = np.random.default_rng([seed, 2, len(label_texts)])
             findings = model.sample(image_rng)
-            image = render_chest(chest, [SIGNATURES[NIH_SIGNATURES[name]] for name in findings],
+            image = render_chest(chest, [NIH_SIGNATURES[name] for name in findings],
                                  image_size=image_size, rng=image_rng)
             name = f"{patient_id:08d}_{follow_up:03d}.png"
             Image.fromarray(np.rint(image * 255).astype(np.uint8)).save(out / "images" / name, pnginfo=_png_marker())
