@@ -25,10 +25,13 @@ OBJECTIVES = {"cv_val_auc_mean": "max", "trainable_params": "min"}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-# The progress table is the driver's output: MLflow's per-run URL lines and Tune's warning about experiment
-# snapshots (forced after each checkpoint because num_to_keep=1; that is what makes --resume exact) go.
-QUIET_ENVIRONMENT = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
-                     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+# The progress table is the driver's output. Quieted (defaults only; a user's setting wins): MLflow's URL
+# lines per run, Tune's own tables (its new output engine prints a box even at verbose=0), its warning about
+# experiment snapshots (forced after each checkpoint by num_to_keep=1: what makes --resume exact), and
+# TensorFlow's C++ start-up logs in local trial workers (they inherit the driver's environment).
+QUIET_ENVIRONMENT = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true", "RAY_AIR_NEW_OUTPUT": "0",
+                     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+                     "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 def _quiet_libraries() -> None:

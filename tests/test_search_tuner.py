@@ -299,3 +299,24 @@ def trial_on_folds(config: dict, data) -> None:
     val_rows = int(((manifest["split"] == "cv") & (manifest["fold"] == flat["fold"])).sum())
     tune.report({"epoch": 1.0, "val_auc": 0.5, "val_auc_labels_scored": float(val_rows), "epoch_time_s": 0.1,
                  "traced": 1.0, "trainable_params": 10.0})
+
+
+def test_cli_set_values_are_yaml_and_bad_ones_are_refused():
+    from search.cli_search import parse_overrides
+
+    assert parse_overrides(["epochs=2", "learning_rate=[1.0e-4, 1.0e-3]", "method=A"]) == {
+        "epochs": 2, "learning_rate": [1e-4, 1e-3], "method": "A"}
+    with pytest.raises(SearchError, match="expected KEY=VALUE"):
+        parse_overrides(["epochs"])
+
+
+def test_cli_refuses_incomplete_or_mixed_flags_in_one_line(tmp_path, capsys):
+    from search.cli import main
+
+    assert main(["search", "--data", str(tmp_path)]) == 2
+    assert "a new search needs --space, --name (or --resume NAME" in capsys.readouterr().err
+    assert main(["search", "--resume", "old", "--name", "new", "--out", str(tmp_path)]) == 2
+    assert "leave out --name" in capsys.readouterr().err
+    assert main(["search", "--resume", "nope", "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("cxrtune search: error: no search 'nope' to resume") and error.count("\n") == 1
