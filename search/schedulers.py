@@ -19,7 +19,7 @@ import pickle
 from typing import Any
 
 from search.errors import SearchError
-from search.trials import trial_identity
+from search.trials import trial_config, trial_identity
 
 SCHEDULERS = ("fold-asha", "asha", "fifo")
 TIME_ATTR = "training_iteration"  # one tune.report per epoch, so this is the epoch (1-based)
@@ -50,8 +50,13 @@ def rung_cutoff(values: list[float], reduction_factor: float) -> float | None:
 class FoldAwareDecisions:
     """The fold-aware ASHA bookkeeping, free of Ray so that it can be reasoned about and pickled.
 
-    `values[rung][config_id][fold]` holds metric * sign (higher is better); `stopped[config_id]` the rung
-    at which the config was stopped; `decided` the (config_id, rung) pairs already judged.
+    `values[rung][config_id][fold]` holds metric * sign (higher is better); `active[config_id]` the folds
+    that have reported and not ended; `stopped[config_id]` the rung at which the config was stopped;
+    `decided` the (config_id, rung) pairs already judged.
+
+    A config is judged at a rung once every active fold of it has reached the rung, so folds that run side
+    by side are judged on their mean; a fold that gets there first keeps training meanwhile (it is stopped at
+    its next report if the verdict is "stop"). Folds that start after a verdict follow it.
     """
 
     def __init__(self, milestones: list[int], reduction_factor: float, sign: float):
@@ -59,6 +64,7 @@ class FoldAwareDecisions:
         self.reduction_factor = float(reduction_factor)
         self.sign = float(sign)
         self.values: dict[int, dict[str, dict[int, float]]] = {m: {} for m in self.milestones}
+        self.active: dict[str, set[int]] = {}
         self.decided: set[tuple[str, int]] = set()
         self.stopped: dict[str, int] = {}
         self.reasons: dict[str, str] = {}  # "<config_id>/<fold>" -> why it was stopped
@@ -68,6 +74,13 @@ class FoldAwareDecisions:
         folds = self.values[rung].get(config_id, {})
         return sum(folds.values()) / len(folds) if folds else math.nan
 
+    def on_end(self, config_id: str, fold: int, *, completed: bool = False) -> None:
+        """A fold trial ended: its config's verdicts no longer wait for it. A fold that trained all its epochs
+        settles every rung of its config as "continue": stopping the others now would split the config."""
+        self.active.get(config_id, set()).discard(fold)
+        if completed and config_id not in self.stopped:
+            self.decided.update((config_id, rung) for rung in self.milestones)
+
     def on_result(self, config_id: str, fold: int, epoch: int, metric: float) -> bool:
         """Record one epoch's metric of one fold; True when this fold must stop now."""
         key = f"{config_id}/{fold}"
@@ -75,21 +88,27 @@ class FoldAwareDecisions:
             self.reasons.setdefault(
                 key, f"config stopped at rung {self.stopped[config_id]} (mean over its folds below cutoff)")
             return True
+        self.active.setdefault(config_id, set()).add(fold)
         for rung in self.milestones:
-            if rung > epoch or fold in self.values[rung].get(config_id, {}):
-                continue
-            self.values[rung].setdefault(config_id, {})[fold] = self.sign * float(metric)
-            self.records += 1
+            if rung <= epoch and fold not in self.values[rung].get(config_id, {}):
+                self.values[rung].setdefault(config_id, {})[fold] = self.sign * float(metric)
+                self.records += 1
+        for rung in self.milestones:
+            if rung > epoch:
+                break
             if (config_id, rung) in self.decided:
                 continue
+            if not self.active[config_id] <= set(self.values[rung].get(config_id, {})):
+                break  # a fold running beside this one has not reached the rung yet: judge them together
             self.decided.add((config_id, rung))
             others = [self.config_value(rung, other) for other in self.values[rung] if other != config_id]
             cutoff = rung_cutoff(others, self.reduction_factor)
             mean = self.config_value(rung, config_id)
             if cutoff is not None and mean < cutoff:
                 self.stopped[config_id] = rung
-                self.reasons[key] = (f"stopped at rung {rung}: config mean {self.sign * mean:.4f} "
-                                     f"worse than cutoff {self.sign * cutoff:.4f}")
+                folds = len(self.values[rung][config_id])
+                self.reasons[key] = (f"stopped at rung {rung}: config mean {self.sign * mean:.4f} over {folds} "
+                                     f"fold(s) worse than cutoff {self.sign * cutoff:.4f}")
                 return True
         return False
 
@@ -136,6 +155,17 @@ def _fold_aware_asha_class():
             if self.decisions.records != before:
                 self._save_decisions()
             return TrialScheduler.STOP if stop else TrialScheduler.CONTINUE
+
+        def on_trial_complete(self, tune_controller, trial, result):
+            planned = trial_config(trial.config).get("epochs")
+            done = int((result or {}).get(TIME_ATTR, 0) or 0)
+            self.decisions.on_end(*trial_identity(trial.config), completed=planned is not None and done >= int(planned))
+
+        def on_trial_error(self, tune_controller, trial):
+            self.decisions.on_end(*trial_identity(trial.config))
+
+        def on_trial_remove(self, tune_controller, trial):
+            self.decisions.on_end(*trial_identity(trial.config))
 
         def choose_trial_to_run(self, tune_controller):
             # Start folds of live configs first: a stopped config's pending folds would only run one epoch.

@@ -51,6 +51,28 @@ def test_decisions_are_sticky_so_folds_live_or_die_together():
     assert decisions.reasons["d/1"].startswith("config stopped at rung 1")
 
 
+def test_folds_running_side_by_side_are_judged_together():
+    decisions = FoldAwareDecisions([2], reduction_factor=2, sign=1.0)
+    assert not decisions.on_result("a", 0, 2, 0.70)      # a: alone, promoted at rung 2
+    assert not decisions.on_result("b", 0, 1, 0.50)      # b's two folds both started
+    assert not decisions.on_result("b", 1, 1, 0.50)
+    assert not decisions.on_result("b", 0, 2, 0.75)      # fold 0 first at rung 2: waits for fold 1, trains on
+    assert ("b", 2) not in decisions.decided
+    assert decisions.on_result("b", 1, 2, 0.55)          # mean 0.65 < 0.70: both folds stop
+    assert decisions.on_result("b", 0, 3, 0.80)          # fold 0 stops at its next report
+
+
+def test_a_fold_that_trained_every_epoch_settles_its_config():
+    decisions = FoldAwareDecisions([2], reduction_factor=2, sign=1.0)
+    assert not decisions.on_result("a", 0, 2, 0.90)
+    assert not decisions.on_result("b", 0, 1, 0.10)
+    assert not decisions.on_result("b", 1, 1, 0.10)
+    assert not decisions.on_result("b", 1, 2, 0.10)      # waits for fold 0, which...
+    decisions.on_end("b", 1, completed=True)              # ...fold 1 finishes all its epochs meanwhile
+    assert not decisions.on_result("b", 0, 2, 0.10)      # so b is not split: fold 0 goes on too
+    assert "b" not in decisions.stopped
+
+
 def test_min_mode_flips_the_sign():
     decisions = FoldAwareDecisions([1], reduction_factor=2, sign=-1.0)
     assert not decisions.on_result("a", 0, 1, 0.3)       # losses: lower is better
