@@ -13,7 +13,7 @@ Reported per scheduler, averaged over seeds:
 - best kept: the truly best config (highest q) finished all its folds;
 - regret: true q of the best config that finished all folds, below the true best q.
 
-  python benchmarks/search_schedulers.py [--configs 30] [--folds 5] [--epochs 30] [--seeds 20]
+  python benchmarks/search_schedulers.py [--configs 30] [--folds 5] [--epochs 30] [--seeds 20] [--grace-period 1]
 """
 from __future__ import annotations
 
@@ -36,13 +36,13 @@ class FakeTrial:
 
 
 def simulate(name: str, *, n_configs: int, n_folds: int, epochs: int, concurrency: int, seed: int,
-             reduction_factor: float = 3) -> dict:
+             reduction_factor: float = 3, grace_period: int = 1) -> dict:
     from search.schedulers import make_scheduler
 
     rng = random.Random(seed)
     quality = [rng.uniform(0.60, 0.85) for _ in range(n_configs)]
     fold_offset = [[rng.gauss(0, 0.03) for _ in range(n_folds)] for _ in range(n_configs)]
-    scheduler = make_scheduler(name, max_t=epochs, reduction_factor=reduction_factor)
+    scheduler = make_scheduler(name, max_t=epochs, reduction_factor=reduction_factor, grace_period=grace_period)
     trials = [FakeTrial(f"{c}_{f}", {"trial_config": {"config_id": f"c{c:03d}", "fold": f, "epochs": epochs}})
               for c in range(n_configs) for f in range(n_folds)]
     if hasattr(scheduler, "on_trial_add") and name == "asha":
@@ -82,16 +82,18 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--grace-period", type=int, default=1, help="epochs before the first rung")
     args = parser.parse_args()
     print(f"{args.configs} configs x {args.folds} folds, {args.epochs} epochs, {args.concurrency} trials at once, "
-          f"{args.seeds} seeds (reduction factor 3, grace period 1)")
+          f"{args.seeds} seeds (reduction factor 3, grace period {args.grace_period})")
     print(f"{'scheduler':10s} {'epochs':>8s} {'vs fifo':>8s} {'split configs':>14s} {'all folds done':>15s} "
           f"{'best kept':>10s} {'regret':>8s} {'us/report':>10s}")
     fifo_epochs = None
     for name in ("fifo", "asha", "fold-asha"):
         started = time.perf_counter()
         runs = [simulate(name, n_configs=args.configs, n_folds=args.folds, epochs=args.epochs,
-                         concurrency=args.concurrency, seed=seed) for seed in range(args.seeds)]
+                         concurrency=args.concurrency, seed=seed, grace_period=args.grace_period)
+                for seed in range(args.seeds)]
         elapsed = time.perf_counter() - started
         epochs = sum(r["epochs"] for r in runs) / len(runs)
         fifo_epochs = fifo_epochs or epochs

@@ -59,8 +59,9 @@ class FoldAwareDecisions:
     its next report if the verdict is "stop"). Folds that start after a verdict follow it.
     """
 
-    def __init__(self, milestones: list[int], reduction_factor: float, sign: float):
+    def __init__(self, milestones: list[int], reduction_factor: float, sign: float, max_t: int | None = None):
         self.milestones = list(milestones)
+        self.max_t = max_t  # a fold reporting this epoch has finished: it settles its config like on_end
         self.reduction_factor = float(reduction_factor)
         self.sign = float(sign)
         self.values: dict[int, dict[str, dict[int, float]]] = {m: {} for m in self.milestones}
@@ -93,6 +94,9 @@ class FoldAwareDecisions:
             if rung <= epoch and fold not in self.values[rung].get(config_id, {}):
                 self.values[rung].setdefault(config_id, {})[fold] = self.sign * float(metric)
                 self.records += 1
+        if self.max_t is not None and epoch >= self.max_t:
+            self.on_end(config_id, fold, completed=True)
+            return False
         for rung in self.milestones:
             if rung > epoch:
                 break
@@ -127,7 +131,7 @@ def _fold_aware_asha_class():
             self.state_path = state_path  # decisions survive a killed driver (Tune does not save schedulers)
             self.decisions = FoldAwareDecisions(
                 rung_milestones(grace_period, max_t, reduction_factor), reduction_factor,
-                1.0 if mode == "max" else -1.0)
+                1.0 if mode == "max" else -1.0, max_t=max_t)
 
         def __setstate__(self, state):
             # Tune.restore unpickles the scheduler as it was when the search started: reload later decisions.
