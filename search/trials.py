@@ -117,6 +117,7 @@ def trial_row(trial, scheduler_reasons: dict[str, str] | None = None) -> dict[st
         "failures": int(trial.num_failures),
         "steady_epoch_time_s": steady_epoch_time_s(history),
         "cpus": float(trial.placement_group_factory.required_resources.get("CPU", 0.0)),
+        "time_total_s": float(last.get("time_total_s", math.nan)),
     })
     row.setdefault("gpus", float(trial.placement_group_factory.required_resources.get("GPU", 0.0)))
     for key, value in reported_metrics(last).items():
