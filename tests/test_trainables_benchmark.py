@@ -1,0 +1,26 @@
+"""benchmarks/gpu_throughput.py runs end to end at a tiny size (the GPU figures are in the README)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_throughput.py"
+
+
+@pytest.mark.slow
+def test_quick_benchmark_prints_one_json_line_per_case(tmp_path):
+    out = tmp_path / "cases.jsonl"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--backbones", "resnet50", "--methods", "C",
+         "--precisions", "float32", "--json-out", str(out)],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(row["method"], row["batch_size"], row["image_size"]) for row in rows] == [("C", 2, 32)]
+    row = rows[0]
+    assert row["images_per_s"] > 0 and "error" not in row
+    assert row["seconds_per_chestxray14_epoch"] == pytest.approx(86_524 / row["images_per_s"])
+    assert row["trainable_params"] == 23_563_278  # ResNet50 + a 14-output head, all trainable
+    assert row["study_seconds_4_gpus"] == 5902.0
