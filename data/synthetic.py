@@ -94,8 +94,11 @@ def write_hospital(out_dir: Path | str, *, n_images: int, seed: int = 0, image_s
     Returns a summary (JSON-serialisable): files written, duplicates (copy -> original), outliers
     (path -> what it is) and label counts over the distinct radiographs.
     """
-    out = _prepare_out_dir(out_dir, n_images, seed, image_size, overwrite)
     model = label_model("hospital", prevalence)
+    if n_duplicates is not None and (isinstance(n_duplicates, bool) or not isinstance(n_duplicates, int)
+                                     or n_duplicates < 0):
+        raise DataError(f"n_duplicates must be an integer >= 0 or None (n_images // 50); got {n_duplicates!r}")
+    out = _prepare_out_dir(out_dir, n_images, seed, image_size, overwrite)
     structure = np.random.default_rng([seed, 0])
     rows: list[tuple[str, str, str]] = []
     written: list[tuple[str, str]] = []  # (path, transfer syntax) of each distinct radiograph
@@ -124,7 +127,7 @@ def write_hospital(out_dir: Path | str, *, n_images: int, seed: int = 0, image_s
             written.append((path, syntax))
             rows.append((path, "|".join(labels) or "normal", patient.patient_id))
 
-    duplicates = _write_duplicates(out, written, rows, structure, seed, image_size,
+    duplicates = _write_duplicates(out, written, rows, structure, seed,
                                    max(1, n_images // 50) if n_duplicates is None else n_duplicates)
     outlier_files = _write_outliers(out, rows, seed, image_size, patient_number) if outliers else {}
     _write_csv(out / "labels.csv", "image,labels,patient_id", [",".join(row) for row in rows], "\n")
@@ -140,8 +143,10 @@ def write_nih(out_dir: Path | str, *, n_images: int, seed: int = 0, image_size: 
     """Write `n_images` PNGs in out_dir/images plus NIH's table and patient-disjoint split lists."""
     from PIL import Image
 
-    out = _prepare_out_dir(out_dir, n_images, seed, image_size, overwrite)
     model = label_model("nih", prevalence)
+    if not 0.0 < test_fraction < 1.0:
+        raise DataError(f"test_fraction must be between 0 and 1 (exclusive); got {test_fraction}")
+    out = _prepare_out_dir(out_dir, n_images, seed, image_size, overwrite)
     structure = np.random.default_rng([seed, 0])
     (out / "images").mkdir()
     rows: list[str] = []
@@ -197,12 +202,10 @@ def _file_path(study: Study, index: int) -> str:
     return f"{study.date[:4]}/{study.date[4:6]}/IM{index + 1:06d}.dcm"
 
 
-def _write_duplicates(out: Path, written, rows, rng, seed, image_size, count) -> dict[str, str]:
+def _write_duplicates(out: Path, written, rows, rng, seed, count) -> dict[str, str]:
     """Exact pixel duplicates: half byte copies, half re-encoded with a new SOPInstanceUID."""
     from pydicom import dcmread
 
-    if count < 0:
-        raise DataError(f"n_duplicates must be >= 0; got {count}")
     duplicates = {}
     for k, source in enumerate(sorted(rng.choice(len(written), size=min(count, len(written)), replace=False))):
         path, syntax = written[source]
@@ -244,8 +247,6 @@ def _write_outliers(out: Path, rows, seed, image_size, patient_number) -> dict[s
 
 
 def _test_patients(n_patients: int, test_fraction: float, rng: np.random.Generator) -> set[int]:
-    if not 0.0 < test_fraction < 1.0:
-        raise DataError(f"test_fraction must be between 0 and 1 (exclusive); got {test_fraction}")
     if n_patients < 2:
         return set()
     n_test = min(n_patients - 1, max(1, round(test_fraction * n_patients)))

@@ -108,9 +108,14 @@ def test_balanced_prevalence_gives_every_category_many_positives(dataset_format)
     assert min(shares.values()) > 0.6 * max(shares.values())
 
 
-def test_unknown_prevalence_is_refused(tmp_path):
+def test_bad_options_are_refused_before_anything_is_written(tmp_path):
     with pytest.raises(DataError, match="prevalence must be one of study, balanced"):
         write_hospital(tmp_path / "x", n_images=2, prevalence="uniform")
+    with pytest.raises(DataError, match="n_duplicates must be an integer >= 0"):
+        write_hospital(tmp_path / "x", n_images=2, n_duplicates=-1)
+    with pytest.raises(DataError, match="test_fraction must be between 0 and 1"):
+        write_nih(tmp_path / "x", n_images=2, test_fraction=1.0)
+    assert not (tmp_path / "x").exists()
 
 
 def test_refuses_bad_sizes_and_foreign_non_empty_folders(tmp_path):
