@@ -1,8 +1,9 @@
 """The tf.data input pipeline: prepared grayscale images -> batches a keras.applications backbone expects.
 
 Order of work, chosen so the per-epoch cost is small:
-  source (decoded array, or PNG paths decoded in parallel) -> resize once if the stored size differs ->
-  cache the uint8 images in memory (where they fit) -> seeded shuffle -> batch -> per-batch augmentation,
+  source: one uint8 array in memory (an InMemoryHandle's, or PNGs decoded once in parallel when they fit:
+  the cache), else PNGs decoded in parallel every epoch -> resize once if the stored size differs ->
+  seeded shuffle (of indices or file names, never of decoded images) -> batch -> per-batch augmentation,
   gray -> 3 channels and backbone preprocessing (vectorised over the batch) -> prefetch.
 TensorFlow is imported inside the functions: importing `data` never starts it.
 
@@ -73,8 +74,9 @@ def make_dataset(images_or_paths, labels, *, image_size: int, batch_size: int, p
     `images_or_paths`: a uint8/uint16 N x H x W array (an InMemoryHandle's) or N PNG paths. `training`
     shuffles (seeded, reshuffled each epoch) and augments (`augment`: see Augmentation.from_value);
     otherwise order is kept and nothing is augmented, as validation needs.
-    `drop_remainder` keeps every batch full (static shapes for XLA; equal replica batches). `cache` keeps
-    decoded images in memory when they fit (half the physical memory), else warns and re-reads each epoch.
+    `drop_remainder` keeps every batch full (static shapes for XLA; equal replica batches). `cache` decodes
+    PNGs once, here, into memory when they fit (half the physical memory), else warns and decodes them
+    every epoch.
     """
     import tensorflow as tf
 
@@ -146,7 +148,7 @@ def _resize_array(images: np.ndarray, image_size: int, chunk: int = 256) -> np.n
 
 
 def _path_batches(paths, labels, image_size, batch_size, training, seed, drop_remainder, cache):
-    """Batches of PNGs decoded in parallel, resized if needed, cached in memory where they fit."""
+    """Batches of PNGs decoded in parallel and resized if needed; with `cache`, decoded once up front."""
     import tensorflow as tf
 
     if len(paths) != len(labels):
@@ -158,20 +160,26 @@ def _path_batches(paths, labels, image_size, batch_size, training, seed, drop_re
         cache = False
     tf_dtype = tf.uint16 if dtype == np.uint16 else tf.uint8
 
-    def decode(path, label):
+    def decode(path):
         image = tf.io.decode_png(tf.io.read_file(path), channels=1, dtype=tf_dtype)
         if stored_side != image_size:
             image = tf.cast(tf.round(tf.image.resize(image, (image_size, image_size), antialias=True)), tf_dtype)
-        return tf.ensure_shape(image, (image_size, image_size, 1)), label
+        return tf.ensure_shape(image, (image_size, image_size, 1))
 
-    dataset = tf.data.Dataset.from_tensor_slices(([str(path) for path in paths], labels))
-    if training and not cache:
-        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    files = tf.data.Dataset.from_tensor_slices([str(path) for path in paths])
     if cache:
-        dataset = dataset.cache()
-        if training:  # after the cache, so each epoch gets a new order of the cached images
-            dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        # The cache is one array, filled by a parallel decode, then served like an InMemoryHandle's:
+        # shuffling indices needs no second copy, where tf.data's cache() plus a full shuffle buffer holds two.
+        images = np.empty((len(paths), image_size, image_size), dtype=dtype)
+        start = 0
+        for chunk in files.map(decode, num_parallel_calls=tf.data.AUTOTUNE).batch(64).as_numpy_iterator():
+            images[start:start + len(chunk)] = chunk[..., 0]
+            start += len(chunk)
+        return _array_batches(images, labels, image_size, batch_size, training, seed, drop_remainder)
+    dataset = tf.data.Dataset.zip((files, tf.data.Dataset.from_tensor_slices(labels)))
+    if training:  # shuffle names, not images: the buffer stays small
+        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(lambda path, label: (decode(path), label), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.batch(batch_size, drop_remainder=drop_remainder), float(np.iinfo(dtype).max)
 
 

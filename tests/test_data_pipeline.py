@@ -53,11 +53,12 @@ def test_output_equals_keras_preprocess_input_for_arrays_and_pngs(tmp_path, mode
         np.testing.assert_array_equal(y[:, 0], np.arange(20))  # validation keeps the order
 
 
-def test_sixteen_bit_pngs_match_their_eight_bit_content(tmp_path):
+@pytest.mark.parametrize("cache", [True, False])
+def test_sixteen_bit_pngs_match_their_eight_bit_content(tmp_path, cache):
     images = gray_images(4)
     sixteen = write_pngs(tmp_path, images.astype(np.uint16) * 257)
     x16, _ = collect(make_dataset(sixteen, id_labels(4), image_size=32, batch_size=4, preprocessing="torch",
-                                  training=False, seed=0))
+                                  training=False, seed=0, cache=cache))
     x8, _ = collect(make_dataset(images, id_labels(4), image_size=32, batch_size=4, preprocessing="torch",
                                  training=False, seed=0))
     np.testing.assert_allclose(x16, x8, atol=1e-4)
@@ -67,9 +68,20 @@ def test_resize_when_stored_size_differs_gives_the_same_for_arrays_and_pngs(tmp_
     images = gray_images(6, side=48)
     common = dict(image_size=32, batch_size=6, preprocessing="tf", training=False, seed=0)
     from_array, _ = collect(make_dataset(images, id_labels(6), **common))
-    from_pngs, _ = collect(make_dataset(write_pngs(tmp_path, images), id_labels(6), **common))
-    assert from_array.shape == (6, 32, 32, 3)
-    assert np.abs(from_array - from_pngs).max() <= 2 / 127.5 + 1e-6  # both round to integers once
+    paths = write_pngs(tmp_path, images)
+    for cache in (True, False):
+        from_pngs, _ = collect(make_dataset(paths, id_labels(6), cache=cache, **common))
+        assert from_array.shape == from_pngs.shape == (6, 32, 32, 3)
+        assert np.abs(from_array - from_pngs).max() <= 2 / 127.5 + 1e-6  # both round to integers once
+
+
+def test_uncached_training_epochs_decode_a_new_seeded_order(tmp_path):
+    paths = write_pngs(tmp_path, gray_images(10))
+    common = dict(image_size=32, batch_size=4, preprocessing="tf", training=True, augment=False, cache=False)
+    dataset = make_dataset(paths, id_labels(10), seed=5, **common)
+    first, second = collect(dataset)[1][:, 0], collect(dataset)[1][:, 0]
+    assert sorted(first) == list(range(10)) and list(first) != list(second)
+    np.testing.assert_array_equal(first, collect(make_dataset(paths, id_labels(10), seed=5, **common))[1][:, 0])
 
 
 def test_training_shuffle_is_seeded_complete_and_new_each_epoch():
