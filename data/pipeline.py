@@ -35,7 +35,7 @@ PREPROCESSING_AFFINE = {
               tuple(-mean / std for mean, std in zip(TORCH_RGB_MEAN, TORCH_RGB_STD))),
     "tf": ((1 / 127.5,) * 3, (-1.0,) * 3),
 }
-# Cache decoded images only while they take at most this share of the machine's physical memory.
+# Cache decoded images only while they take at most this share of the memory available when caching.
 CACHE_MEMORY_SHARE = 0.5
 
 
@@ -75,8 +75,8 @@ def make_dataset(images_or_paths, labels, *, image_size: int, batch_size: int, p
     shuffles (seeded, reshuffled each epoch) and augments (`augment`: see Augmentation.from_value);
     otherwise order is kept and nothing is augmented, as validation needs.
     `drop_remainder` keeps every batch full (static shapes for XLA; equal replica batches). `cache` decodes
-    PNGs once, here, into memory when they fit (half the physical memory), else warns and decodes them
-    every epoch.
+    PNGs once, here, into memory when they fit (half the memory available now), else warns and decodes
+    them every epoch.
     """
     import tensorflow as tf
 
@@ -198,8 +198,15 @@ def _png_format(path) -> tuple[int, np.dtype]:
 
 
 def _fits_in_memory(size_bytes: int) -> bool:
-    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return size_bytes <= CACHE_MEMORY_SHARE * physical
+    """At most CACHE_MEMORY_SHARE of the memory available now (MemAvailable), so that a trial started
+    after others on the same node sees what they left; physical memory where /proc is absent."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields_kib = dict(line.split(":", 1) for line in meminfo)
+        available = int(fields_kib["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return size_bytes <= CACHE_MEMORY_SHARE * available
 
 
 def _batch_transform(image_size: int, preprocessing: str, augmentation: Augmentation | None, scale: float):

@@ -142,6 +142,22 @@ def test_cache_serves_later_epochs_from_memory(tmp_path):
     assert sorted(labels[:, 0]) == list(range(6)) and second.shape == first.shape
 
 
+def test_images_that_do_not_fit_are_decoded_every_epoch_with_a_warning(tmp_path, monkeypatch):
+    import data.pipeline
+
+    monkeypatch.setattr(data.pipeline, "CACHE_MEMORY_SHARE", 0.0)
+    paths = write_pngs(tmp_path, gray_images(6))
+    with pytest.warns(UserWarning, match="6 images at 32 px do not fit in memory: decoding every epoch"):
+        dataset = make_dataset(paths, id_labels(6), image_size=32, batch_size=4, preprocessing="tf",
+                               training=False, seed=0)
+    assert collect(dataset)[0].shape == (6, 32, 32, 3)
+    paths[0].unlink()
+    import tensorflow as tf
+
+    with pytest.raises(tf.errors.NotFoundError, match="0.png"):  # not cached: each epoch reads the files
+        collect(dataset)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"preprocessing": "imagenet"}, "preprocessing 'imagenet' is not one of"),
     ({"batch_size": 0}, "batch_size must be a positive integer"),
