@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from search.errors import SearchError
-from search.trials import reported_metrics, searched_params, stop_reason, trial_config, trial_identity
+from search.trials import (reported_metrics, searched_params, steady_epoch_time_s, stop_reason, trial_config,
+                           trial_identity)
 
 RUNS_FILE = "mlflow_runs.json"
 TRIAL_KEY_TAG = "cxrtune.trial_key"
@@ -62,6 +63,13 @@ def _tags(values: dict[str, Any]):
     from mlflow.entities import RunTag
 
     return [RunTag(str(k), str(v)) for k, v in values.items()]
+
+
+def _metrics(values: dict[str, float], step: int):
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)  # MLflow timestamps are milliseconds
+    return [Metric(str(k), float(v), now, int(step)) for k, v in values.items()]
 
 
 def open_search_tracking(search_dir: Path, tracking_uri: str, experiment_name: str,
@@ -214,8 +222,6 @@ def _build_callback_class():
             self._safely(self._result, trial, result)
 
         def _result(self, trial, result: dict) -> None:
-            from mlflow.entities import Metric
-
             key = "{}/{}".format(*trial_identity(trial.config))
             step = int(result.get("training_iteration", result.get("epoch", 0)))
             metrics = reported_metrics(result)
@@ -224,9 +230,7 @@ def _build_callback_class():
             if step <= self._last_step.get(key, 0):
                 return  # already logged before the driver was restarted
             metrics.setdefault("epoch", float(step))
-            now = int(time.time() * 1000)
-            batch = [Metric(name, value, now, step) for name, value in metrics.items()]
-            self.client.log_batch(self._trial_run(trial), metrics=batch)
+            self.client.log_batch(self._trial_run(trial), metrics=_metrics(metrics, step))
             self._last_step[key] = step
 
         def on_trial_complete(self, iteration, trials, trial, **info):
@@ -259,8 +263,6 @@ def _build_callback_class():
                 tags["last_failure"] = _error_line(trial)
             final = dict(last)
             epoch_rows = [{"epoch_time_s": t, "traced": traced} for t, traced in self._epochs.get(key, [])]
-            from search.trials import steady_epoch_time_s
-
             steady = steady_epoch_time_s(epoch_rows)
             gpus = float(trial.placement_group_factory.required_resources.get("GPU", 0.0))
             extra = {}
@@ -268,25 +270,16 @@ def _build_callback_class():
                 extra = {"steady_epoch_time_s": steady, "gpu_seconds_per_epoch": steady * gpus}
             extra["gpu_seconds"] = gpus * sum(t for t, _ in self._epochs.get(key, []))
             final.update(extra)
-            from mlflow.entities import Metric
-
-            now = int(time.time() * 1000)
-            self.client.log_batch(run_id, metrics=[Metric(k, v, now, epochs_done) for k, v in extra.items()],
-                                  tags=_tags(tags))
+            self.client.log_batch(run_id, metrics=_metrics(extra, epochs_done), tags=_tags(tags))
             self.client.set_terminated(run_id, status=status)
             if status == "FINISHED":
                 self._finals.setdefault(config_id, {})[fold] = final
                 self._update_config(config_id, flat)
 
         def _update_config(self, config_id: str, flat: dict) -> None:
-            from mlflow.entities import Metric
-
             finals = self._finals.get(config_id, {})
             run_id = self._config_run(config_id, flat)
-            now = int(time.time() * 1000)
-            aggregates = fold_aggregates(finals)
-            self.client.log_batch(run_id, metrics=[Metric(k, v, now, len(finals))
-                                                   for k, v in aggregates.items()])
+            self.client.log_batch(run_id, metrics=_metrics(fold_aggregates(finals), len(finals)))
             if len(finals) >= self.n_folds:
                 self.client.set_terminated(run_id, status="FINISHED")
 
