@@ -28,6 +28,18 @@ def test_rank_auc_equals_scikit_learn_with_ties(seed):
     np.testing.assert_allclose(rank_auc(y_true, y_score), expected)
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_weighted_auc_equals_rank_auc_on_the_resampled_images(seed):
+    from search.evaluation import weighted_auc
+
+    rng = np.random.default_rng(seed)
+    y_true = rng.integers(0, 2, size=40)
+    y_score = rng.integers(0, 6, size=40) / 5.0  # ties
+    rows = rng.integers(0, 40, size=(25, 40))
+    counts = np.stack([np.bincount(row, minlength=40) for row in rows])
+    np.testing.assert_allclose(weighted_auc(y_true, y_score, counts), rank_auc(y_true[rows], y_score[rows]))
+
+
 def test_rank_auc_is_nan_without_both_classes():
     assert np.isnan(rank_auc(np.array([[1, 1, 1]]), np.array([[0.1, 0.2, 0.3]]))).all()
 
