@@ -144,6 +144,8 @@ def write_nih(out_dir: Path | str, *, n_images: int, seed: int = 0, image_size: 
     from PIL import Image
 
     model = label_model("nih", prevalence)
+    if isinstance(n_images, int) and n_images == 1:
+        raise DataError("n_images must be >= 2 for the NIH layout (one patient in each of its split lists); got 1")
     if not 0.0 < test_fraction < 1.0:
         raise DataError(f"test_fraction must be between 0 and 1 (exclusive); got {test_fraction}")
     out = _prepare_out_dir(out_dir, n_images, seed, image_size, overwrite)
@@ -157,7 +159,8 @@ def write_nih(out_dir: Path | str, *, n_images: int, seed: int = 0, image_size: 
         patient_rng = np.random.default_rng([seed, 1, patient_id])
         chest = draw_chest(patient_rng)
         age, sex = int(patient_rng.integers(18, 86)), str(patient_rng.choice(["F", "M"]))
-        n_follow_ups = min(int(structure.choice([1, 2, 3, 4], p=[0.55, 0.2, 0.15, 0.1])), n_images - len(label_texts))
+        room = n_images - len(label_texts) - (1 if patient_id == 1 else 0)  # a second patient for test_list
+        n_follow_ups = min(int(structure.choice([1, 2, 3, 4], p=[0.55, 0.2, 0.15, 0.1])), room)
         names_by_patient.append([])
         for follow_up in range(n_follow_ups):
             image_rng = np.random.default_rng([seed, 2, len(label_texts)])

@@ -113,6 +113,8 @@ def test_bad_options_are_refused_before_anything_is_written(tmp_path):
         write_hospital(tmp_path / "x", n_images=2, prevalence="uniform")
     with pytest.raises(DataError, match="n_duplicates must be an integer >= 0"):
         write_hospital(tmp_path / "x", n_images=2, n_duplicates=-1)
+    with pytest.raises(DataError, match="n_images must be >= 2 for the NIH layout"):
+        write_nih(tmp_path / "x", n_images=1)
     with pytest.raises(DataError, match="test_fraction must be between 0 and 1"):
         write_nih(tmp_path / "x", n_images=2, test_fraction=1.0)
     assert not (tmp_path / "x").exists()
