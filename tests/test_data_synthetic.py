@@ -400,3 +400,15 @@ def test_categories_are_learnable_from_32_px_pixels_by_a_linear_model():
     # Seen: mean 0.80; above 0.75 for calcification, curvature, lung pattern, hypertrophy, pacemaker.
     assert np.mean(list(aucs.values())) > 0.72, aucs
     assert sum(auc > 0.75 for auc in aucs.values()) >= 4, aucs
+
+
+def test_prepare_accepts_every_nih_style_image_with_its_split(nih, tmp_path):
+    from data.prepare import prepare_nih
+
+    out, summary = nih
+    prepared = prepare_nih(out, out / "Data_Entry_2017.csv", tmp_path / "prepared", image_size=32, workers=1,
+                           salt="test", progress=False)
+    assert prepared["counts"] == {"input": SMALL["n_images"], "accepted": SMALL["n_images"], "rejected": 0,
+                                  "duplicate": 0}
+    manifest = pd.read_csv(tmp_path / "prepared" / "manifest.csv")
+    assert (manifest["split"] == "test").sum() == summary["n_test_images"]
