@@ -182,7 +182,7 @@ def _diaphragm(canvas: Canvas, side: int) -> np.ndarray:
 
 
 def _anatomy(canvas: Canvas, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Soft tissue, mediastinum and bone layers; fills canvas.lungs, air and vessels."""
+    """(soft tissue with mediastinum, bone, body mask) layers; fills canvas.lungs, air and vessels."""
     c, x, y = canvas.chest, canvas.x, canvas.y
     neck_hw = 0.22
     body_hw = neck_hw + (c.body_hw - neck_hw) * sigmoid(y + 0.78, 0.06)
