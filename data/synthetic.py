@@ -22,8 +22,8 @@ from data.errors import DataError
 from data.render import draw_chest, render_chest
 from data.render_findings import SIGNATURES
 from data.render_findings_nih import NIH_SIGNATURES
-from data.synthetic_dicom import (TRANSFER_SYNTAXES, Study, ct_slice_dataset, fake_patient, radiograph_dataset,
-                                  seeded_uid, write_dicom)
+from data.synthetic_dicom import (TRANSFER_SYNTAXES, dicom_path, fake_patient, make_study, radiograph_dataset,
+                                  seeded_uid, write_dicom, write_duplicates, write_outliers)
 
 PREVALENCES = ("study", "balanced")
 NIH_HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
@@ -113,7 +113,7 @@ def write_hospital(out_dir: Path | str, *, n_images: int, seed: int = 0, image_s
         for visit in range(n_studies):
             index = len(written)
             image_rng = np.random.default_rng([seed, 2, index])
-            study = _study(image_rng, seed, patient_number, visit)
+            study = make_study(image_rng, seed, patient_number, visit)
             image = render_chest(chest, [SIGNATURES[name] for name in labels], image_size=image_size, rng=image_rng)
             if image_rng.random() < 0.3:  # a narrower detector or collimation: non-square files exist
                 margin = image_size // 12
@@ -121,15 +121,15 @@ def write_hospital(out_dir: Path | str, *, n_images: int, seed: int = 0, image_s
             sop_uid = seeded_uid(seed, "image", index)
             ds = radiograph_dataset(image, patient=patient, study=study, sop_uid=sop_uid, instance=visit + 1,
                                     rng=image_rng)
-            path = _file_path(study, index)
+            path = dicom_path(study, index)
             syntax = TRANSFER_SYNTAXES[image_rng.integers(len(TRANSFER_SYNTAXES))]
             write_dicom(ds, out / path, syntax)
             written.append((path, syntax))
             rows.append((path, "|".join(labels) or "normal", patient.patient_id))
 
-    duplicates = _write_duplicates(out, written, rows, structure, seed,
+    duplicates = write_duplicates(out, written, rows, structure, seed,
                                    max(1, n_images // 50) if n_duplicates is None else n_duplicates)
-    outlier_files = _write_outliers(out, rows, seed, image_size, patient_number) if outliers else {}
+    outlier_files = write_outliers(out, rows, seed, image_size, patient_number) if outliers else {}
     _write_csv(out / "labels.csv", "image,labels,patient_id", [",".join(row) for row in rows], "\n")
     counts = _label_counts([row[1] for row in rows[:n_images]])
     return {"format": "hospital", "out_dir": str(out), "labels_csv": "labels.csv", "seed": seed,
@@ -189,64 +189,6 @@ def write_nih(out_dir: Path | str, *, n_images: int, seed: int = 0, image_size: 
             "image_size": image_size, "prevalence": prevalence, "n_images": n_images, "n_files": n_images,
             "n_patients": len(names_by_patient), "n_test_images": sum(len(names_by_patient[i]) for i in test_patients),
             "label_counts": _label_counts(label_texts, normal="No Finding")}
-
-
-def _study(rng: np.random.Generator, seed: int, patient_number: int, visit: int) -> Study:
-    year = 2014 + patient_number % 6 + 2 * visit  # follow-ups come later
-    date = f"{year}{rng.integers(1, 13):02d}{rng.integers(1, 29):02d}"
-    return Study(study_uid=seeded_uid(seed, "study", patient_number, visit),
-                 series_uid=seeded_uid(seed, "series", patient_number, visit),
-                 accession=f"A{seed % 1000:03d}{patient_number:05d}{visit}", date=date,
-                 view="PA" if rng.random() < 0.75 else "AP")
-
-
-def _file_path(study: Study, index: int) -> str:
-    """A hospital export's layout: year/month folders, numbered files."""
-    return f"{study.date[:4]}/{study.date[4:6]}/IM{index + 1:06d}.dcm"
-
-
-def _write_duplicates(out: Path, written, rows, rng, seed, count) -> dict[str, str]:
-    """Exact pixel duplicates: half byte copies, half re-encoded with a new SOPInstanceUID."""
-    from pydicom import dcmread
-
-    duplicates = {}
-    for k, source in enumerate(sorted(rng.choice(len(written), size=min(count, len(written)), replace=False))):
-        path, syntax = written[source]
-        copy = f"{path[:8]}IM{len(rows) + 1:06d}.dcm"
-        if k % 2 == 0:
-            (out / copy).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(out / path, out / copy)
-        else:
-            ds = dcmread(out / path)
-            if syntax == "rle":
-                ds.decompress(generate_instance_uid=False)
-            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = seeded_uid(seed, "duplicate", k)
-            write_dicom(ds, out / copy, "implicit" if syntax == "explicit" else "explicit")
-        duplicates[copy] = path
-        rows.append((copy, rows[source][1], rows[source][2]))
-    return duplicates
-
-
-def _write_outliers(out: Path, rows, seed, image_size, patient_number) -> dict[str, str]:
-    """A CT slice and a tiny radiograph: files a hospital folder holds that are no training image."""
-    rng = np.random.default_rng([seed, 3])
-    outliers = {}
-    tiny = max(8, min(24, image_size // 4))
-    for k, kind in enumerate(("CT slice", f"tiny image ({tiny} px)")):
-        number = patient_number + 1 + k
-        patient = fake_patient(rng, number)
-        study = _study(rng, seed, number, 0)
-        sop_uid = seeded_uid(seed, "outlier", k)
-        if kind == "CT slice":
-            ds = ct_slice_dataset(image_size, patient=patient, study=study, sop_uid=sop_uid, rng=rng)
-        else:
-            image = render_chest(draw_chest(rng), [], image_size=tiny, rng=rng)
-            ds = radiograph_dataset(image, patient=patient, study=study, sop_uid=sop_uid, instance=1, rng=rng)
-        path = _file_path(study, len(rows))
-        write_dicom(ds, out / path, "explicit")
-        outliers[path] = kind
-        rows.append((path, "normal", patient.patient_id))
-    return outliers
 
 
 def _test_patients(n_patients: int, test_fraction: float, rng: np.random.Generator) -> set[int]:

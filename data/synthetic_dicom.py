@@ -3,15 +3,18 @@
 Mixed MONOCHROME1/MONOCHROME2 (MONOCHROME1 stored inverted, so a correct reader shows the same
 picture), 12/14/16 bits stored, Rescale Slope/Intercept and a Window Center/Width chosen so that
 stored -> rescale -> window maps the rendering back onto [0, 1] exactly (up to rounding), seeded UIDs,
-fake patients, and the outliers a real folder holds (a CT slice, a tiny image). pydicom is imported
-inside the functions so that importing `data` stays cheap.
+fake patients, exact duplicates and the outliers a real folder holds (a CT slice, a tiny image).
+pydicom is imported inside the functions so that importing `data` stays cheap.
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from data.render import draw_chest, render_chest
 
 CR_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
 DX_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
@@ -186,3 +189,66 @@ def write_dicom(ds, path: Path, transfer_syntax: str) -> None:
         ds.compress(RLELossless, generate_instance_uid=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     dcmwrite(path, ds, enforce_file_format=True)
+
+
+def make_study(rng: np.random.Generator, seed: int, patient_number: int, visit: int) -> Study:
+    year = 2014 + patient_number % 6 + 2 * visit  # follow-ups come later
+    date = f"{year}{rng.integers(1, 13):02d}{rng.integers(1, 29):02d}"
+    return Study(study_uid=seeded_uid(seed, "study", patient_number, visit),
+                 series_uid=seeded_uid(seed, "series", patient_number, visit),
+                 accession=f"A{seed % 1000:03d}{patient_number:05d}{visit}", date=date,
+                 view="PA" if rng.random() < 0.75 else "AP")
+
+
+def dicom_path(study: Study, index: int) -> str:
+    """A hospital export's layout: year/month folders, numbered files."""
+    return f"{study.date[:4]}/{study.date[4:6]}/IM{index + 1:06d}.dcm"
+
+
+def write_duplicates(out: Path, written: list[tuple[str, str]], rows: list[tuple[str, str, str]],
+                     rng: np.random.Generator, seed: int, count: int) -> dict[str, str]:
+    """Exact pixel duplicates of `count` of the `written` (path, transfer syntax) files: half byte copies,
+    half re-encoded in another syntax under a new SOPInstanceUID. Appends their labels.csv rows
+    (image, labels, patient_id) to `rows`, copying the original's; returns {copy: original}."""
+    from pydicom import dcmread
+
+    duplicates = {}
+    for k, source in enumerate(sorted(rng.choice(len(written), size=min(count, len(written)), replace=False))):
+        path, syntax = written[source]
+        copy = f"{path[:8]}IM{len(rows) + 1:06d}.dcm"
+        if k % 2 == 0:
+            (out / copy).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(out / path, out / copy)
+        else:
+            ds = dcmread(out / path)
+            if syntax == "rle":
+                ds.decompress(generate_instance_uid=False)
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = seeded_uid(seed, "duplicate", k)
+            write_dicom(ds, out / copy, "implicit" if syntax == "explicit" else "explicit")
+        duplicates[copy] = path
+        rows.append((copy, rows[source][1], rows[source][2]))
+    return duplicates
+
+
+def write_outliers(out: Path, rows: list[tuple[str, str, str]], seed: int, image_size: int,
+                   patient_number: int) -> dict[str, str]:
+    """A CT slice and a tiny radiograph of two new patients: files a hospital folder holds that are no
+    training image. Appends their rows (labelled normal) to `rows`; returns {path: what it is}."""
+    rng = np.random.default_rng([seed, 3])
+    outliers = {}
+    tiny = max(8, min(24, image_size // 4))
+    for k, kind in enumerate(("CT slice", f"tiny image ({tiny} px)")):
+        number = patient_number + 1 + k
+        patient = fake_patient(rng, number)
+        study = make_study(rng, seed, number, 0)
+        sop_uid = seeded_uid(seed, "outlier", k)
+        if kind == "CT slice":
+            ds = ct_slice_dataset(image_size, patient=patient, study=study, sop_uid=sop_uid, rng=rng)
+        else:
+            image = render_chest(draw_chest(rng), [], image_size=tiny, rng=rng)
+            ds = radiograph_dataset(image, patient=patient, study=study, sop_uid=sop_uid, instance=1, rng=rng)
+        path = dicom_path(study, len(rows))
+        write_dicom(ds, out / path, "explicit")
+        outliers[path] = kind
+        rows.append((path, "normal", patient.patient_id))
+    return outliers
