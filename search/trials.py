@@ -97,13 +97,18 @@ def stop_reason(status: str, epochs_done: int, epochs_planned: int | None, sched
     return scheduler_reason or f"stopped early by the scheduler after {epochs_done} epochs"
 
 
-def trial_row(trial, scheduler_reasons: dict[str, str] | None = None) -> dict[str, Any]:
-    """One trials.csv row from a Tune Trial object (its config, status, last result, failures)."""
+def trial_row(trial, scheduler_reasons: dict[str, str] | None = None,
+              epoch_times: list[dict] | None = None) -> dict[str, Any]:
+    """One trials.csv row from a Tune Trial object (its config, status, last result, failures).
+
+    Per-epoch history comes from the trial's result.json when the driver can read it (local or shared
+    storage), else from `epoch_times` ({epoch_time_s, traced} per epoch, seen by the driver's callback).
+    """
     flat = trial_config(trial.config)
     history = read_result_history(getattr(trial, "local_path", None)) or read_result_history(
-        getattr(trial, "path", None))
+        getattr(trial, "path", None)) or list(epoch_times or [])
     last = dict(trial.last_result or {})
-    if history and not reported_metrics(last):
+    if history and not reported_metrics(last) and "training_iteration" in history[-1]:
         last = history[-1]
     epochs_done = int(last.get("training_iteration", 0) or 0)
     planned = flat.get("epochs")
@@ -125,11 +130,13 @@ def trial_row(trial, scheduler_reasons: dict[str, str] | None = None) -> dict[st
     return row
 
 
-def write_trials_csv(trials, path: Path, scheduler_reasons: dict[str, str] | None = None) -> Path:
+def write_trials_csv(trials, path: Path, scheduler_reasons: dict[str, str] | None = None,
+                     epoch_times: dict[str, list[dict]] | None = None) -> Path:
     """Write trials.csv: one row per (config, fold), sorted by config_id then fold."""
     import pandas as pd
 
-    rows = [trial_row(trial, scheduler_reasons) for trial in trials]
+    epoch_times = epoch_times or {}
+    rows = [trial_row(trial, scheduler_reasons, epoch_times.get(trial.trial_id)) for trial in trials]
     table = pd.DataFrame(rows)
     if not table.empty:
         table = table.sort_values(["config_id", "fold"]).reset_index(drop=True)
@@ -148,6 +155,19 @@ def _build_writer_class():
         def __init__(self, path: str, scheduler=None, interval_s: float = 20.0):
             self.path, self.scheduler, self.interval_s = str(path), scheduler, float(interval_s)
             self._last_write = 0.0
+            self._epoch_times: dict[str, list[dict]] = {}  # trial_id -> [{epoch_time_s, traced}]
+
+        # Tune saves this with its experiment state, so a resumed search keeps the epoch times it saw.
+        def get_state(self) -> dict:
+            return {"epoch_times": self._epoch_times}
+
+        def set_state(self, state: dict) -> None:
+            self._epoch_times = dict(state.get("epoch_times", {}))
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if "epoch_time_s" in result:
+                self._epoch_times.setdefault(trial.trial_id, []).append(
+                    {"epoch_time_s": float(result["epoch_time_s"]), "traced": float(result.get("traced", 0.0))})
 
         def _write(self, trials, force: bool = False) -> None:
             import time
@@ -155,7 +175,7 @@ def _build_writer_class():
             now = time.monotonic()
             if force or now - self._last_write >= self.interval_s:
                 reasons = self.scheduler.stop_reasons() if hasattr(self.scheduler, "stop_reasons") else {}
-                write_trials_csv(trials, Path(self.path), reasons)
+                write_trials_csv(trials, Path(self.path), reasons, self._epoch_times)
                 self._last_write = now
 
         def on_trial_complete(self, iteration, trials, trial, **info):
