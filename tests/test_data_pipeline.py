@@ -209,3 +209,11 @@ def test_trains_under_a_two_replica_mirrored_strategy_with_drop_remainder():
     words = result.stdout.split()
     assert words[words.index("REPLICAS") + 1] == "2" and words[words.index("STEPS") + 1] == "2"
     assert np.isfinite(float(words[words.index("LOSS") + 1]))
+
+
+def test_importing_this_area_starts_neither_tensorflow_nor_ray():
+    code = ("import sys, data.pipeline, data.handle, data.folds, data.class_balance, search.cli_folds; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'ray') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
