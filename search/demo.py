@@ -27,6 +27,29 @@ class DemoSettings:
     max_concurrent: int = 2
 
 
+# Everything a demo run writes into its output folder; a re-run starts from a clean slate.
+DEMO_OUTPUTS = ("synthetic", "prepared", "weights", "demo", "mlflow.db", "mlartifacts",
+                "fold_table.csv", "pareto.csv", "pareto.png")
+
+
+def clear_previous_demo(out_dir: Path) -> None:
+    """Remove an earlier demo's outputs, and only those: a folder the demo did not make is refused."""
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        return
+    if not (out_dir / "demo" / "search.json").is_file():
+        from search.errors import SearchError
+
+        raise SearchError(f"--out {out_dir}: the folder exists and holds no earlier demo; "
+                          "choose a new or empty folder")
+    print(f"removing the previous demo's outputs in {out_dir}", flush=True)
+    for name in DEMO_OUTPUTS:
+        path = out_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
 def _step(message: str) -> float:
     print(f"\n== {message}", flush=True)
     return time.monotonic()
@@ -45,14 +68,15 @@ def run_demo(out_dir: Path, settings: DemoSettings = DemoSettings()) -> Path:
     from trainables.weights import imagenet_cached
 
     out_dir = Path(out_dir).resolve()
+    clear_previous_demo(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     synthetic, prepared, weights_dir = out_dir / "synthetic", out_dir / "prepared", out_dir / "weights"
 
     started = _step("1/5 synthesizing chest radiographs (hospital DICOM + NIH-style PNG)")
     write_hospital(synthetic / "hospital", n_images=settings.hospital_images, seed=settings.seed,
-                   image_size=settings.render_size, prevalence="balanced")
+                   image_size=settings.render_size, prevalence="balanced", overwrite=True)
     write_nih(synthetic / "nih", n_images=settings.nih_images, seed=settings.seed + 1,
-              image_size=settings.render_size)
+              image_size=settings.render_size, overwrite=True)
     _done(started)
 
     started = _step(f"2/5 preparing both datasets at {settings.image_size} px")
