@@ -215,9 +215,10 @@ def run_search(*, data, space, name: str, out_dir, n_folds: int = 5, scheduler: 
         "experiment": experiment, "nodes": n_nodes, "cluster_cpus": cluster.get("CPU", 0),
         "cluster_gpus": cluster.get("GPU", 0),
     }
-    (search_dir / SEARCH_FILE).write_text(json.dumps(settings, indent=1, default=str))
+    # Tracking first: a refused experiment name then leaves no search.json, so the same --name can be fixed.
     open_search_tracking(search_dir, tracking_uri, name, {k: v for k, v in settings.items()
                                                           if k not in ("categories", "data")})
+    (search_dir / SEARCH_FILE).write_text(json.dumps(settings, indent=1, default=str))
 
     tuner = tune.Tuner(
         _trainable(trainable, handle, float(cpus_per_trial), float(gpus_per_trial)),
@@ -287,6 +288,10 @@ def finish_search(search_dir: Path) -> Path:
     done = table[table["n_folds_done"] > 0] if "n_folds_done" in table else table
     if len(done):
         export_front(done, OBJECTIVES, search_dir)
+    unfinished = int((~trials["status"].isin(["TERMINATED", "ERROR"])).sum()) if "status" in trials else 0
+    if unfinished:  # Ctrl-C: Tune stopped the trials and saved its state
+        print(f"\n{unfinished} trial(s) unfinished: continue with "
+              f"`cxrtune search --resume {search_dir.name} --out {search_dir.parent}`")
     print(f"\nsearch outputs: {search_dir}  (trials.csv, fold_table.csv, pareto.csv/.png, mlflow_runs.json)")
     uri = settings["tracking_uri"]
     if uri.startswith("sqlite:"):
