@@ -199,7 +199,3 @@ def assign_prepared_folds(prepared_path, n_folds: int = 5, test_fraction: float 
     write_json_atomic(prepared.root / "summary.json", summary)
     return manifest, categories
 
-
-
-# The name search/demo.py imports.
-assign_folds_in_place = assign_prepared_folds
