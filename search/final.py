@@ -89,12 +89,29 @@ def _setting_path(settings: dict, key: str) -> str | None:
     return str(value) if value else None
 
 
+def _search_data(results, data_path=None):
+    """(dataset handle, prepared summary) of the search's data, or of `data_path` when given."""
+    from data.handle import make_handle
+    from data.manifest import load_prepared
+
+    described = results.settings.get("data")
+    if data_path is None and isinstance(described, dict) and described.get("kind") == "handle":
+        import pickle
+
+        handle = pickle.loads((results.search_dir / described["file"]).read_bytes())
+        images = handle.load()[0]
+        return handle, {"bit_depth": 16 if getattr(images, "dtype", None) == np.uint16 else 8}
+    data_path = data_path or _setting_path(results.settings, "data")
+    if not data_path:
+        raise SearchError(f"{results.search_dir / 'search.json'} names no data path; pass --data PREPARED")
+    prepared = load_prepared(data_path)
+    return make_handle(prepared.root), dict(prepared.summary, root=str(prepared.root))
+
+
 def train_final(name, *, out_dir=None, config_id: str | None = None, epochs: int | None = None,
                 data_path=None, weights_dir=None, model_dir=None, n_bootstrap: int = 1000,
                 registered_name: str | None = None) -> FinalOutcome:
     """Train, score on the test part, save, log and register; see the module docstring."""
-    from data.handle import make_handle
-    from data.manifest import load_prepared
     from search.results import load_search
     from trainables.train import fit_fold
 
@@ -105,20 +122,18 @@ def train_final(name, *, out_dir=None, config_id: str | None = None, epochs: int
         if epochs < 1:
             raise SearchError(f"--epochs must be at least 1, got {epochs}")
         config["epochs"] = int(epochs)
-    data_path = data_path or _setting_path(results.settings, "data")
-    if not data_path:
-        raise SearchError(f"{results.search_dir / 'search.json'} names no data path; pass the prepared dataset")
-    prepared = load_prepared(data_path)
-    if "split" not in prepared.manifest or not (prepared.manifest["split"] == "test").any():
-        raise SearchError(f"prepared dataset {prepared.root} has no test rows (split == 'test'): "
-                          "assign folds with a test fraction above 0 (`cxrtune folds`)")
+    inner, summary = _search_data(results, data_path)
+    _, _, manifest, categories = inner.load()
+    if "split" not in manifest or not (manifest["split"] == "test").any():
+        raise SearchError(f"the search's dataset ({summary.get('root', data_path)}) has no test rows "
+                          "(split == 'test'): assign folds with a test fraction above 0 (`cxrtune folds`)")
     weights_dir = weights_dir or _setting_path(results.settings, "weights_dir")
-    trial_config = dict(config, fold=FinalSplit.TEST_FOLD, n_classes=len(prepared.categories),
+    trial_config = dict(config, fold=FinalSplit.TEST_FOLD, n_classes=len(categories),
                         checkpoint_every=config["epochs"])
     if weights_dir:
         trial_config["weights_dir"] = str(Path(weights_dir).resolve())
 
-    handle = FinalSplit(make_handle(prepared.root))
+    handle = FinalSplit(inner)
     history: list[dict] = []
     scratch = Path(tempfile.mkdtemp(prefix="cxrtune-final-"))
     try:
@@ -129,13 +144,13 @@ def train_final(name, *, out_dir=None, config_id: str | None = None, epochs: int
     y_true, y_score = _test_predictions(model, handle, trial_config)
     from search.evaluation import score_test_set
 
-    metrics = score_test_set(y_true, y_score, prepared.categories, n_resamples=n_bootstrap, seed=int(config["seed"]))
+    metrics = score_test_set(y_true, y_score, categories, n_resamples=n_bootstrap, seed=int(config["seed"]))
     model_dir = Path(model_dir) if model_dir else results.search_dir / "final" / chosen
-    model_path = save_final_model(model, model_dir, config=config, categories=prepared.categories,
-                                  summary=prepared.summary, metrics=metrics, search_name=results.name)
+    model_path = save_final_model(model, model_dir, config=config, categories=categories,
+                                  summary=summary, metrics=metrics, search_name=results.name)
     outcome = FinalOutcome(config, model_path, metrics, history=history)
     _log_and_register(outcome, results, registered_name or f"cxrtune-{results.name}",
-                      n_train=int((prepared.manifest["split"] == "cv").sum()))
+                      n_train=int((manifest["split"] == "cv").sum()))
     return outcome
 
 

@@ -188,3 +188,23 @@ def test_recipe_report_pareto_train_final_predict(recipe, capsys):
     assert len(predictions) == 2 and list(predictions.columns[2:]) == sidecar["categories"]
     values = predictions[sidecar["categories"]].to_numpy()
     assert ((values >= 0) & (values <= 1)).all()
+
+
+@pytest.mark.slow
+def test_train_final_refuses_what_it_cannot_do_in_one_line(recipe, tmp_path, capsys):
+    import shutil
+
+    from search.cli import main
+
+    runs_dir = recipe / "runs"
+    assert main(["train-final", "recipe", "--out", str(runs_dir), "--config", "ffffffffff"]) == 2
+    assert "'ffffffffff' is not in this search; its configs:" in capsys.readouterr().err
+
+    no_test = tmp_path / "prepared-no-test"
+    shutil.copytree(recipe / "prepared", no_test)
+    manifest = pd.read_csv(no_test / "manifest.csv", dtype=str, keep_default_na=False)
+    manifest["split"], manifest["fold"] = "cv", "0"
+    manifest.to_csv(no_test / "manifest.csv", index=False)
+    assert main(["train-final", "recipe", "--out", str(runs_dir), "--data", str(no_test)]) == 2
+    error = capsys.readouterr().err
+    assert "has no test rows" in error and error.count("\n") == 1
