@@ -6,6 +6,7 @@ The cluster runs in a subprocess: the test session's own local Ray (`ray_local`)
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -29,8 +30,9 @@ def run_on_two_nodes(out_dir: Path, log_dir: Path, server_url: str) -> dict:
         import ray
         from ray.cluster_utils import Cluster
 
-        cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1}})
-        cluster.add_node(num_cpus=1)
+        # 2 nodes of 1 CPU and 1 (declared) GPU each: Ray schedules and sets CUDA_VISIBLE_DEVICES as for real
+        cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1, "num_gpus": 1}})
+        cluster.add_node(num_cpus=1, num_gpus=1)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address)
         import test_search_tuner as scripted
@@ -50,14 +52,17 @@ def run_on_two_nodes(out_dir: Path, log_dir: Path, server_url: str) -> dict:
                 result[name] = "no error"
             except SearchError as error:
                 result[name] = str(error)
-        run_search(name="cluster", tracking_uri={server_url!r}, max_concurrent=2, storage="relative-storage",
-                   **common)
+        run_search(name="cluster", tracking_uri={server_url!r}, storage="relative-storage",
+                   gpus_per_trial=0.5, cpus_per_trial=0.5, **common)
         print("RESULT " + json.dumps(result), flush=True)
         ray.shutdown()
         cluster.shutdown()
     """)
+    # conftest hides GPUs with CUDA_VISIBLE_DEVICES=""; Ray refuses declared GPUs under it. The scripted
+    # trainable imports no TensorFlow, so nothing probes a GPU.
+    env = {key: value for key, value in os.environ.items() if key != "CUDA_VISIBLE_DEVICES"}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=CLUSTER_TIMEOUT_S, cwd=out_dir.parent)
+                          timeout=CLUSTER_TIMEOUT_S, cwd=out_dir.parent, env=env)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert done.returncode == 0 and lines, f"cluster script failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return json.loads(lines[-1][len("RESULT "):])
@@ -80,8 +85,10 @@ def test_two_node_search_with_a_tracking_server_and_failing_preflights(tmp_path,
     search_dir = out_dir / "cluster"
     trials = pd.read_csv(search_dir / "trials.csv", dtype={"config_id": str})
     assert len(trials) == 4 and (trials["stop_reason"] == "completed").all()
-    nodes_used = {line.split()[2] for line in (log_dir / "starts.txt").read_text().splitlines()}
-    assert len(nodes_used) == 2  # 1 CPU per node and 2 concurrent trials: both nodes trained
+    starts = [line.split() for line in (log_dir / "starts.txt").read_text().splitlines()]
+    assert len({start[2] for start in starts}) == 2  # both nodes trained
+    assert {start[3] for start in starts} == {"0"}  # half a GPU each: each trial sees its node's GPU 0
+    assert (trials["gpus"] == 0.5).all() and (trials["cpus"] == 0.5).all()
 
     runs = json.loads((search_dir / "mlflow_runs.json").read_text())
     assert runs["tracking_uri"] == mlflow_server and not is_uri(str(search_dir))
@@ -94,5 +101,8 @@ def test_two_node_search_with_a_tracking_server_and_failing_preflights(tmp_path,
         assert run.data.tags["stop_reason"] == "completed"
     for config_id, run_id in runs["configs"].items():
         folds = trials[trials["config_id"] == config_id]["val_auc"]
-        assert client.get_run(run_id).data.metrics["cv_val_auc_mean"] == pytest.approx(folds.mean())
+        metrics = client.get_run(run_id).data.metrics
+        assert metrics["cv_val_auc_mean"] == pytest.approx(folds.mean())
+        assert metrics["gpu_seconds_per_epoch"] == pytest.approx(0.5 * 0.5)  # 0.5 GPU x 0.5 s steady epoch
+        assert metrics["total_gpu_seconds"] == pytest.approx(2 * 0.5 * (2.0 + 0.5))  # 2 folds x (traced + 1)
     assert not (out_dir / "mlflow.db").exists()  # nothing went to the default sqlite store

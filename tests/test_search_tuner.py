@@ -7,6 +7,7 @@ checkpoints every epoch, and can fail once at a chosen epoch.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 import tempfile
@@ -55,8 +56,9 @@ def scripted_fold(config: dict, data: ScriptedData) -> None:
     if data.log_dir:
         import ray
 
-        with open(Path(data.log_dir) / "starts.txt", "a") as stream:  # trial, first epoch - 1, Ray node
-            stream.write(f"{key} {start} {ray.get_runtime_context().get_node_id()}\n")
+        gpus = os.environ.get("CUDA_VISIBLE_DEVICES") or "-"  # Ray sets it for a trial given GPUs
+        with open(Path(data.log_dir) / "starts.txt", "a") as stream:  # trial, first epoch - 1, node, GPUs
+            stream.write(f"{key} {start} {ray.get_runtime_context().get_node_id()} {gpus}\n")
     for epoch in range(start + 1, int(flat["epochs"]) + 1):
         if data.fail_at_epoch == epoch and data.log_dir:
             marker = Path(data.log_dir) / f"failed-{key}"
