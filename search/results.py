@@ -92,6 +92,9 @@ def load_search(name: str | Path, out_dir: str | Path | None = None) -> SearchRe
     if trials.empty:
         raise SearchError(f"{search_dir / 'trials.csv'} has no trials yet; run or resume the search first")
     table = fold_table(trials, n_folds=_n_folds(settings))
+    if "cv_val_auc_mean" not in table or table["cv_val_auc_mean"].isna().all():
+        raise SearchError(f"no trial of search {search_dir.name!r} has finished with a val_auc yet "
+                          f"({len(trials)} trial rows in trials.csv); wait for a fold to finish, or resume it")
     return SearchResults(search_dir, settings, trials, table, mlflow_runs)
 
 

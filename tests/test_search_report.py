@@ -130,9 +130,13 @@ def test_pareto_command_exports_complete_configs_and_logs_them(tmp_path, capsys)
     (["pareto", "study", "--objectives", "cv_val_auc_mean"], "is not COLUMN:max or COLUMN:min"),
     (["pareto", "nosuch"], "no search 'nosuch'"),
     (["report", "nosuch"], "searches in"),
+    (["report", "running"], "no trial of search 'running' has finished with a val_auc yet"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     write_search(tmp_path, with_mlflow=False)
+    running = write_search(tmp_path, "running", with_mlflow=False)
+    trials = pd.read_csv(running / "trials.csv")
+    trials.assign(status="RUNNING").to_csv(running / "trials.csv", index=False)
     assert main([*argv, "--out", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1
