@@ -77,12 +77,12 @@ def pareto_front(table: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFram
 
 
 def point_label(row: pd.Series, *, with_backbone: bool = False) -> str:
-    """`B conv3 imagenet`: method, frozen depth, source weights (and backbone when several); D is `D`."""
+    """`B conv3 imagenet`, `A imagenet`, `D`: method, frozen depth, source weights (and backbone when several)."""
     parts = [str(row.get(name, "")) for name in ("method", "freeze", "source_weights")]
     if with_backbone:
         parts.insert(0, str(row.get("backbone", "")))
-    # "none" (C/D depth, D weights) says nothing the method letter does not.
-    return " ".join(part for part in parts if part and part not in ("nan", "none"))
+    # "all" (A's depth) and "none" (C/D depth, D weights) say nothing the method letter does not.
+    return " ".join(part for part in parts if part and part not in ("nan", "none", "all"))
 
 
 def _error_column(table: pd.DataFrame, name: str) -> np.ndarray | None:
