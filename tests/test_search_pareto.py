@@ -136,3 +136,16 @@ def test_export_writes_csv_json_png_with_every_config(tmp_path):
     assert len(document["configs"]) == len(table)
     assert document["n_on_front"] == int(written["on_front"].sum())
     assert document["configs"][2]["cv_val_auc_std"] is None  # NaN -> null, valid JSON
+
+
+@pytest.mark.parametrize("row, with_backbone, label", [
+    ({"method": "A", "freeze": "all", "source_weights": "imagenet"}, False, "A imagenet"),
+    ({"method": "B", "freeze": "conv3", "source_weights": "chestxray8", "backbone": "densenet121"}, True,
+     "densenet121 B conv3 chestxray8"),
+    ({"method": "C", "freeze": "none", "source_weights": "imagenet-I+chestxray8"}, False, "C imagenet-I+chestxray8"),
+    ({"method": "D", "freeze": "none", "source_weights": "none"}, False, "D"),
+])
+def test_point_labels_name_method_depth_and_weights(row, with_backbone, label):
+    from search.pareto import point_label
+
+    assert point_label(pd.Series(row), with_backbone=with_backbone) == label
