@@ -137,6 +137,29 @@ def _check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
                           "--cpus-per-trial/--gpus-per-trial or add nodes")
 
 
+def _check_weights(configs: list[dict], weights_dir: str | None) -> None:
+    """Every source the configs need can be loaded: ImageNet files are fetched here, once, in the driver
+    (parallel trials would race on Keras's non-atomic download); a missing one stops the search now,
+    not once per trial."""
+    from trainables.errors import WeightsError
+    from trainables.weights import fetch_imagenet, get_source, source_problem
+
+    problems = []
+    for backbone, source in sorted({(c["backbone"], c["source_weights"]) for c in configs}):
+        problem = source_problem(backbone, source, weights_dir)
+        if problem and not get_source(source).pretrained_here:
+            try:
+                fetch_imagenet(backbone)
+                problem = source_problem(backbone, source, weights_dir)
+            except WeightsError as error:
+                problem = str(error)
+        if problem:
+            problems.append(f"{backbone}.{source}: {problem.rstrip('.')}")
+    if problems:
+        raise SearchError("source weights missing for some configs: " + "; ".join(problems) +
+                          ". Provide them, or leave those configs out with --available-sources")
+
+
 def _trainable(trainable, handle, cpus: float, gpus: float):
     from ray import tune
 
@@ -195,6 +218,8 @@ def run_search(*, data, space, name: str, out_dir, n_folds: int = 5, scheduler: 
     search_dir.mkdir(parents=True, exist_ok=True)
     tracking_uri = absolute_tracking_uri(tracking_uri, out_dir)
     weights_dir = _absolute(weights_dir)
+    if trainable is None:  # the real trial loads source weights; a caller's own trainable may not
+        _check_weights(list(configs), weights_dir)
     handle, categories, data_described = _data_handle(data, int(n_folds), seed, search_dir, data_mode)
     trial_configs = _trial_configs(list(configs), int(n_folds), len(categories), weights_dir)
 

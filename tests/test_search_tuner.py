@@ -236,6 +236,9 @@ def test_bad_flags_are_refused_with_what_is_accepted(ray_local, tmp_path):
     with pytest.raises(SearchError, match="unknown scheduler 'hyperband'.*fold-asha, asha, fifo"):
         run_search(data=data, space=scripted_space([1e-4]), name="y", out_dir=tmp_path, n_folds=2,
                    scheduler="hyperband", trainable=scripted_fold)
+    with pytest.raises(SearchError, match="resnet50.chestxray8: no weights.*--available-sources"):
+        run_search(data=data, space=scripted_space([1e-4]), name="w", out_dir=tmp_path, n_folds=2,
+                   overrides={"source_weights": "chestxray8"}, weights_dir=tmp_path / "empty")
     with pytest.raises(SearchError, match="no node can hold one trial"):
         run_search(data=data, space=scripted_space([1e-4]), name="z", out_dir=tmp_path, n_folds=2,
                    cpus_per_trial=64, trainable=scripted_fold)
