@@ -142,3 +142,39 @@ def preflight(*, data_handle, weights_dir: str | None, tracking_uri: str, storag
             raise
         raise SearchError(f"preflight: the prepared data is not reachable from every node: {error}") from error
     return n_nodes
+
+
+def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
+    """One trial's resources fit on some live node (else its trials would pend forever)."""
+    if cpus_per_trial <= 0 or gpus_per_trial < 0:
+        raise SearchError(f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0; got {cpus_per_trial}, "
+                          f"{gpus_per_trial}")
+    nodes = [node.get("Resources", {}) for node in alive_nodes()]
+    if not any(n.get("CPU", 0) >= cpus_per_trial and n.get("GPU", 0) >= gpus_per_trial for n in nodes):
+        largest = max(((n.get("CPU", 0), n.get("GPU", 0)) for n in nodes), default=(0, 0))
+        raise SearchError(f"no node can hold one trial ({cpus_per_trial} CPUs, {gpus_per_trial} GPUs); the "
+                          f"largest node has {largest[0]:g} CPUs and {largest[1]:g} GPUs: lower "
+                          "--cpus-per-trial/--gpus-per-trial or add nodes")
+
+
+def check_weights(configs: list[dict], weights_dir: str | None) -> None:
+    """Every source the configs need can be loaded: ImageNet files are fetched here, once, in the driver
+    (parallel trials would race on Keras's non-atomic download); a missing one stops the search now,
+    not once per trial."""
+    from trainables.errors import WeightsError
+    from trainables.weights import fetch_imagenet, get_source, source_problem
+
+    problems = []
+    for backbone, source in sorted({(c["backbone"], c["source_weights"]) for c in configs}):
+        problem = source_problem(backbone, source, weights_dir)
+        if problem and not get_source(source).pretrained_here:
+            try:
+                fetch_imagenet(backbone)
+                problem = source_problem(backbone, source, weights_dir)
+            except WeightsError as error:
+                problem = str(error)
+        if problem:
+            problems.append(f"{backbone}.{source}: {problem.rstrip('.')}")
+    if problems:
+        raise SearchError("source weights missing for some configs: " + "; ".join(problems) +
+                          ". Provide them, or leave those configs out with --available-sources")

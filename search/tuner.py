@@ -123,43 +123,6 @@ def _trial_configs(configs: list[dict], n_folds: int, n_classes: int, weights_di
     return [{**config, "fold": fold, **extra} for config in configs for fold in range(n_folds)]
 
 
-def _check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
-    from search.cluster import alive_nodes
-
-    if cpus_per_trial <= 0 or gpus_per_trial < 0:
-        raise SearchError(f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0; got {cpus_per_trial}, "
-                          f"{gpus_per_trial}")
-    nodes = [node.get("Resources", {}) for node in alive_nodes()]
-    if not any(n.get("CPU", 0) >= cpus_per_trial and n.get("GPU", 0) >= gpus_per_trial for n in nodes):
-        largest = max(((n.get("CPU", 0), n.get("GPU", 0)) for n in nodes), default=(0, 0))
-        raise SearchError(f"no node can hold one trial ({cpus_per_trial} CPUs, {gpus_per_trial} GPUs); the "
-                          f"largest node has {largest[0]:g} CPUs and {largest[1]:g} GPUs: lower "
-                          "--cpus-per-trial/--gpus-per-trial or add nodes")
-
-
-def _check_weights(configs: list[dict], weights_dir: str | None) -> None:
-    """Every source the configs need can be loaded: ImageNet files are fetched here, once, in the driver
-    (parallel trials would race on Keras's non-atomic download); a missing one stops the search now,
-    not once per trial."""
-    from trainables.errors import WeightsError
-    from trainables.weights import fetch_imagenet, get_source, source_problem
-
-    problems = []
-    for backbone, source in sorted({(c["backbone"], c["source_weights"]) for c in configs}):
-        problem = source_problem(backbone, source, weights_dir)
-        if problem and not get_source(source).pretrained_here:
-            try:
-                fetch_imagenet(backbone)
-                problem = source_problem(backbone, source, weights_dir)
-            except WeightsError as error:
-                problem = str(error)
-        if problem:
-            problems.append(f"{backbone}.{source}: {problem.rstrip('.')}")
-    if problems:
-        raise SearchError("source weights missing for some configs: " + "; ".join(problems) +
-                          ". Provide them, or leave those configs out with --available-sources")
-
-
 def _trainable(trainable, handle, cpus: float, gpus: float):
     from ray import tune
 
@@ -193,7 +156,7 @@ def run_search(*, data, space, name: str, out_dir, n_folds: int = 5, scheduler: 
     """Run a new search named `name` under `out_dir`; returns the search folder (ARCHITECTURE.md §7)."""
     from ray import tune
 
-    from search.cluster import connect, preflight
+    from search.cluster import check_resources, check_weights, connect, preflight
     from search.schedulers import make_scheduler
     from search.tracking import absolute_tracking_uri, open_search_tracking
     from spaces import expand
@@ -219,12 +182,12 @@ def run_search(*, data, space, name: str, out_dir, n_folds: int = 5, scheduler: 
     tracking_uri = absolute_tracking_uri(tracking_uri, out_dir)
     weights_dir = _absolute(weights_dir)
     if trainable is None:  # the real trial loads source weights; a caller's own trainable may not
-        _check_weights(list(configs), weights_dir)
+        check_weights(list(configs), weights_dir)
     handle, categories, data_described = _data_handle(data, int(n_folds), seed, search_dir, data_mode)
     trial_configs = _trial_configs(list(configs), int(n_folds), len(categories), weights_dir)
 
     cluster = connect(address)
-    _check_resources(float(cpus_per_trial), float(gpus_per_trial))
+    check_resources(float(cpus_per_trial), float(gpus_per_trial))
     storage_path, experiment = _storage_location(storage, search_dir)
     n_nodes = preflight(data_handle=handle, weights_dir=weights_dir, tracking_uri=tracking_uri,
                         storage=None if storage is None else storage_path)
