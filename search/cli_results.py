@@ -67,7 +67,7 @@ def _register_pareto(subparsers) -> None:
 
 
 def _pareto(args) -> int:
-    from search.pareto import export_front, parse_objectives
+    from search.pareto import export_front, parse_objectives, pareto_front
     from search.report import summary_lines
     from search.results import load_search, log_to_parent_run
 
@@ -82,14 +82,14 @@ def _pareto(args) -> int:
                 "pass --all-configs to use the folds done so far"
             )
     paths = export_front(table, objectives, args.to or results.search_dir)
-    import pandas as pd
-
-    flagged = pd.read_csv(paths["csv"], dtype={"config_id": str})
+    flagged = pareto_front(table, objectives)
     front = flagged[flagged["on_front"]]
     print(f"Pareto front ({','.join(f'{k}:{v}' for k, v in objectives.items())}): "
           f"{len(front)} of {len(flagged)} configs")
     print("\n".join(summary_lines(front)))
-    run_id = log_to_parent_run(results, paths.values(), "pareto")
+    # One artifact folder per objective set, so fronts over different costs sit side by side in MLflow.
+    folder = "pareto/" + "_".join(f"{name}-{way}" for name, way in objectives.items())
+    run_id = log_to_parent_run(results, paths.values(), folder)
     print(f"written: {', '.join(str(path) for path in paths.values())}"
           + (f"; logged to MLflow run {run_id}" if run_id else ""))
     return 0

@@ -117,7 +117,9 @@ def test_pareto_command_exports_complete_configs_and_logs_them(tmp_path, capsys)
     assert json.loads((search_dir / "pareto.json").read_text())["n_on_front"] == 2
     assert (search_dir / "pareto.png").read_bytes()[:4] == b"\x89PNG"
     assert "Pareto front (cv_val_auc_mean:max,trainable_params:min): 2 of 3 configs" in capsys.readouterr().out
-    assert logged_artifacts(search_dir, "pareto") == ["pareto/pareto.csv", "pareto/pareto.json", "pareto/pareto.png"]
+    folder = "pareto/cv_val_auc_mean-max_trainable_params-min"
+    assert logged_artifacts(search_dir, folder) == [f"{folder}/pareto.csv", f"{folder}/pareto.json",
+                                                    f"{folder}/pareto.png"]
 
     assert main(["pareto", "study", "--out", str(tmp_path), "--all-configs",
                  "--objectives", "cv_val_auc_mean:max,steady_epoch_time_s:min"]) == 0
