@@ -101,36 +101,37 @@ def fold_table(trials: pd.DataFrame, *, n_folds: int | None = None) -> pd.DataFr
         n_folds = int(trials["fold"].nunique())
     status = trials["status"].astype(str).str.upper() if "status" in trials else None
     done = status.isin(DONE_STATUSES) if status is not None else pd.Series(True, index=trials.index)
+    config_ids = trials["config_id"]
     costs = _trial_costs(trials)
-    config_epochs = _numeric(trials, "epochs")
     epochs_done = _numeric(trials, "epochs_done")
 
-    rows = []
-    for config_id, group in trials.groupby("config_id", sort=False):
-        index = group.index
-        done_index = index[done.loc[index].to_numpy()]
-        first = group.iloc[0]
-        row = {name: first[name] for name in CONFIG_COLUMNS if name in group.columns}
-        row["n_folds"] = n_folds
-        row["n_folds_done"] = int(group.loc[done_index, "fold"].nunique())
-        row["complete"] = row["n_folds_done"] >= n_folds
-        row["epochs_done_min"] = epochs_done.loc[done_index].min()
-        row["epochs_done_max"] = epochs_done.loc[done_index].max()
-        row["stopped_early"] = bool(
-            (epochs_done.loc[done_index] < config_epochs.loc[done_index]).any()
-        )
-        for metric in metrics:
-            values = _numeric(trials, metric).loc[done_index].dropna()
-            row[f"cv_{metric}_mean"] = values.mean() if len(values) else np.nan
-            row[f"cv_{metric}_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
-        for name in ("trainable_params", "total_params"):
-            row[name] = _numeric(trials, name).loc[index].max()
-        for name in ("steady_epoch_time_s", "gpu_seconds_per_epoch", "cpu_seconds_per_epoch"):
-            row[name] = costs.loc[done_index, name].mean()
-        row["total_train_seconds"] = costs.loc[index, "train_seconds"].sum(min_count=1)
-        row["total_gpu_seconds"] = costs.loc[index, "gpu_seconds"].sum(min_count=1)
-        rows.append(row)
-    table = pd.DataFrame(rows)
+    # Every figure is a groupby over config_id, of all trials or of the done ones only.
+    everyone = trials.groupby(config_ids, sort=False)
+    table = everyone[[name for name in CONFIG_COLUMNS if name in trials.columns]].first()
+    done_ids = config_ids[done]
+    table["n_folds"] = n_folds
+    table["n_folds_done"] = trials.loc[done, "fold"].groupby(done_ids).nunique()
+    table["n_folds_done"] = table["n_folds_done"].fillna(0).astype(int)
+    table["complete"] = table["n_folds_done"] >= n_folds
+    table["epochs_done_min"] = epochs_done[done].groupby(done_ids).min()
+    table["epochs_done_max"] = epochs_done[done].groupby(done_ids).max()
+    cut = (epochs_done < _numeric(trials, "epochs"))[done].groupby(done_ids).any()
+    table["stopped_early"] = cut.reindex(table.index, fill_value=False).astype(bool)
+
+    values = pd.DataFrame({name: _numeric(trials, name) for name in metrics}, index=trials.index)
+    by_done = values[done].groupby(done_ids)
+    means, stds = by_done.mean(), by_done.std(ddof=1)  # NaN-skipping; std of one value is NaN
+    for metric in metrics:
+        table[f"cv_{metric}_mean"] = means[metric] if metric in means else np.nan
+        table[f"cv_{metric}_std"] = stds[metric] if metric in stds else np.nan
+    for name in ("trainable_params", "total_params"):
+        table[name] = _numeric(trials, name).groupby(config_ids, sort=False).max()
+    done_costs = costs[done].groupby(done_ids)
+    for name in ("steady_epoch_time_s", "gpu_seconds_per_epoch", "cpu_seconds_per_epoch"):
+        table[name] = done_costs[name].mean()
+    table["total_train_seconds"] = costs["train_seconds"].groupby(config_ids, sort=False).sum(min_count=1)
+    table["total_gpu_seconds"] = costs["gpu_seconds"].groupby(config_ids, sort=False).sum(min_count=1)
+    table = table.reset_index(drop="config_id" in table.columns)
     if "cv_val_auc_mean" not in table:
         return table
     # Best config first: the order `report` and `train-final` read it in.
