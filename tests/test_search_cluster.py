@@ -52,8 +52,8 @@ def run_on_two_nodes(out_dir: Path, log_dir: Path, server_url: str) -> dict:
                 result[name] = "no error"
             except SearchError as error:
                 result[name] = str(error)
-        run_search(name="cluster", tracking_uri={server_url!r}, storage="relative-storage",
-                   gpus_per_trial=0.5, cpus_per_trial=0.5, **common)
+        run_search(name="cluster", tracking_uri={server_url!r}, storage="relative-storage", scheduler="fifo",
+                   gpus_per_trial=0.5, cpus_per_trial=0.5, **common)  # fifo: every trial runs both epochs
         print("RESULT " + json.dumps(result), flush=True)
         ray.shutdown()
         cluster.shutdown()
