@@ -1,5 +1,78 @@
-"""Subcommands of `cxrtune` (see search/cli.py). Filled in by the area that owns them."""
+"""`cxrtune pretrain` and `cxrtune weights`: make ChestX-ray14 source weights, list what can be loaded.
+
+TensorFlow is imported only inside the command functions (via trainables.pretrain).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+PRETRAINED_SOURCES = ("chestxray8", "imagenet-F+chestxray8", "imagenet-I+chestxray8")
 
 
 def register(subparsers) -> None:
-    """Add this area's subcommands to the `cxrtune` parser."""
+    """Add `pretrain` and `weights` to the `cxrtune` parser."""
+    from trainables.backbones import STAGES, list_backbones
+
+    pretrain = subparsers.add_parser(
+        "pretrain", help="pretrain a backbone on a prepared NIH ChestX-ray14 dataset (source weights)",
+        description="Train a backbone on a prepared NIH dataset (14 findings) and save its backbone weights "
+                    "with a card in the weights directory, as one of the study's ChestX-ray14 sources.")
+    pretrain.add_argument("--data", required=True, type=Path, help="prepared NIH dataset (cxrtune prepare)")
+    pretrain.add_argument("--backbone", required=True, choices=list_backbones())
+    pretrain.add_argument("--source", required=True, choices=PRETRAINED_SOURCES,
+                          help="chestxray8: random init; imagenet-F+: ImageNet, early stages frozen; "
+                               "imagenet-I+: ImageNet as initial values (both need ImageNet in the Keras cache)")
+    pretrain.add_argument("--weights-dir", required=True, type=Path, help="where weights and cards are written")
+    pretrain.add_argument("--image-size", type=int, default=None, help="px (default: the prepared size)")
+    pretrain.add_argument("--epochs", type=int, default=10)
+    pretrain.add_argument("--batch-size", type=int, default=32)
+    pretrain.add_argument("--learning-rate", type=float, default=1e-4)
+    pretrain.add_argument("--freeze", default="conv4", choices=STAGES,
+                          help="stage frozen through for imagenet-F+chestxray8 (default conv4)")
+    pretrain.add_argument("--val-fold", type=int, default=0, help="fold of the cv rows used for validation")
+    pretrain.add_argument("--seed", type=int, default=0)
+    pretrain.add_argument("--data-mode", default="auto", choices=("auto", "memory", "path"))
+    pretrain.add_argument("--tracking-uri", default=None,
+                          help="MLflow tracking URI to log the run to (e.g. sqlite:////abs/mlflow.db)")
+    pretrain.set_defaults(func=run_pretrain)
+
+    weights = subparsers.add_parser(
+        "weights", help="list source weights that can be loaded now (Keras cache + a weights directory)")
+    weights.add_argument("--weights-dir", type=Path, default=None)
+    weights.add_argument("--fetch-imagenet", choices=list_backbones(), default=None,
+                         help="download a backbone's ImageNet weights into the Keras cache first (needs internet)")
+    weights.set_defaults(func=run_weights)
+
+
+def run_pretrain(args) -> int:
+    from trainables.pretrain import pretrain
+
+    card = pretrain(args.data.resolve(), backbone=args.backbone, source=args.source,
+                    weights_dir=args.weights_dir.resolve(), image_size=args.image_size, epochs=args.epochs,
+                    batch_size=args.batch_size, learning_rate=args.learning_rate, freeze=args.freeze,
+                    val_fold=args.val_fold, seed=args.seed, data_mode=args.data_mode,
+                    tracking_uri=_absolute_sqlite(args.tracking_uri))
+    print(f"{card.name}: validation AUC {card.val_auc:.3f} after {card.epochs} epochs "
+          f"({card.n_train} training, {card.n_val} validation images)")
+    print(f"weights: {args.weights_dir.resolve() / card.weights_file}  sha256 {card.sha256[:12]}")
+    if card.mlflow_run_id:
+        print(f"MLflow run: {card.mlflow_run_id}")
+    return 0
+
+
+def run_weights(args) -> int:
+    from trainables.weights import available_weights, fetch_imagenet
+
+    if args.fetch_imagenet:
+        print(f"ImageNet weights for {args.fetch_imagenet}: {fetch_imagenet(args.fetch_imagenet)}")
+    names = available_weights(args.weights_dir.resolve() if args.weights_dir else None)
+    print("\n".join(names) if names else "no source weights available (random initial values only: method D)")
+    return 0
+
+
+def _absolute_sqlite(uri: str | None) -> str | None:
+    """A relative sqlite path resolved now: Ray and MLflow read relative paths against other folders."""
+    prefix = "sqlite:///"
+    if uri and uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri

@@ -1,0 +1,55 @@
+"""A Keras callback that turns each epoch into one report: the §6 metrics plus a checkpoint.
+
+One report per epoch keeps Tune's training_iteration equal to the epoch (ASHA's time unit).
+Validation is scored here on the whole fold with scikit-learn (see metrics.py), not by Keras.
+Keras is imported inside `epoch_reporter`, so importing this module starts no TensorFlow.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+from trainables.metrics import validation_metrics
+
+
+def epoch_reporter(*, validation_data, validation_labels, categories, beta_p, beta_n, n_train: int,
+                   report: Callable[[dict, object], None], save_checkpoint: Callable[[int], object],
+                   checkpoint_every: int, last_epoch: int, fixed_metrics: dict[str, float]):
+    """A callback calling `report(metrics, checkpoint_or_None)` after every epoch.
+    `save_checkpoint(epoch)` runs every `checkpoint_every` epochs and on the last one."""
+    import keras
+
+    class EpochReporter(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.epochs_run = 0
+            self.started = 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            # Training time only (s): validation scoring below is not part of the epoch's cost.
+            epoch_time_s = time.perf_counter() - self.started
+            scores = self.model.predict(validation_data, verbose=0)
+            metrics = validation_metrics(validation_labels, np.asarray(scores), categories,
+                                         beta_p=beta_p, beta_n=beta_n)
+            metrics.update({
+                "epoch": float(epoch + 1),
+                "train_loss": float((logs or {}).get("loss", float("nan"))),
+                "epoch_time_s": epoch_time_s,
+                "images_per_s": n_train / epoch_time_s if epoch_time_s > 0 else float("nan"),
+                # The first epoch of every fit (also after a resume) traces the graph.
+                "traced": 1.0 if self.epochs_run == 0 else 0.0,
+                **{key: float(value) for key, value in fixed_metrics.items()},
+            })
+            self.epochs_run += 1
+            done = epoch + 1
+            checkpoint = None
+            if done % checkpoint_every == 0 or done == last_epoch:
+                checkpoint = save_checkpoint(done)
+            report(metrics, checkpoint)
+
+    return EpochReporter()

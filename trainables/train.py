@@ -1,0 +1,149 @@
+"""The trial: one config and one fold -> a trained model and one report per epoch (ARCHITECTURE §6).
+
+`fit_fold` is the whole trial without Tune (report is any callable), so it is testable on its own;
+`train_fold` is the Ray Tune function trainable that wires it to tune.report / tune.Checkpoint /
+tune.get_checkpoint. TensorFlow and Ray are imported inside the functions.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from trainables.backbones import get_backbone
+from trainables.config import check_config
+from trainables.errors import TrainableConfigError
+
+# search/ nests the flat trial config under this key of Tune's param space (search/trials.py).
+TUNE_CONFIG_KEY = "trial_config"
+
+
+@dataclass
+class FoldData:
+    """One fold's split of a dataset handle's rows."""
+    train_x: object       # uint8 array (N x H x W) or list of paths
+    train_y: np.ndarray
+    val_x: object
+    val_y: np.ndarray
+    categories: list[str]
+
+
+def split_fold(data, fold: int) -> FoldData:
+    """Train on the `cv` rows of other folds, validate on the `cv` rows of `fold` (`test` rows unused)."""
+    return split_rows(*data.load(), fold=fold)
+
+
+def split_rows(images_or_paths, labels, manifest, categories, *, fold: int) -> FoldData:
+    """`split_fold` on the four parts a handle's `load()` returns."""
+    if "split" not in manifest or "fold" not in manifest:
+        raise TrainableConfigError("the dataset has no folds yet (manifest lacks split/fold): run `cxrtune folds`")
+    in_cv = (manifest["split"] == "cv").to_numpy()
+    folds = manifest["fold"].to_numpy()
+    train_rows = np.flatnonzero(in_cv & (folds != fold))
+    val_rows = np.flatnonzero(in_cv & (folds == fold))
+    if len(train_rows) == 0 or len(val_rows) == 0:
+        present = sorted(set(folds[in_cv].tolist()))
+        raise TrainableConfigError(
+            f"fold {fold} leaves {len(train_rows)} training and {len(val_rows)} validation images; "
+            f"the dataset's cv folds are {present}")
+
+    def take(rows):
+        if isinstance(images_or_paths, np.ndarray):
+            return images_or_paths[rows]
+        return [images_or_paths[row] for row in rows]
+
+    labels = np.asarray(labels)
+    return FoldData(take(train_rows), labels[train_rows], take(val_rows), labels[val_rows], list(categories))
+
+
+def fit_fold(config: dict, data, *, report: Callable[[dict, Path | None], None],
+             resume_from: str | Path | None = None, checkpoint_root: str | Path | None = None,
+             cpus: int | None = None):
+    """Train `config` (a flat config plus `fold`) on `data` (a data.handle handle).
+
+    Calls `report(metrics, checkpoint_dir_or_None)` once per epoch; checkpoint folders are made
+    under `checkpoint_root` (a temporary folder when None) and belong to the caller afterwards.
+    `resume_from` is a checkpoint folder to continue from. Returns the trained Keras model."""
+    import keras
+
+    from data.class_balance import beta_weights
+    from data.pipeline import make_dataset
+    from trainables.checkpoint import restore_checkpoint, save_checkpoint
+    from trainables.losses import weighted_bce
+    from trainables.model import build_model, parameter_counts
+    from trainables.report import epoch_reporter
+    from trainables.runtime import apply_runtime, plan_runtime, visible_gpus
+
+    if "fold" not in config:
+        raise TrainableConfigError("trial config lacks 'fold' (the driver adds it per trial)")
+    config = check_config(config)
+    fold = split_fold(data, int(config["fold"]))
+    if config.get("n_classes", len(fold.categories)) != len(fold.categories):
+        raise TrainableConfigError(
+            f"config says n_classes={config['n_classes']}, the dataset has {len(fold.categories)} categories")
+    config["n_classes"] = len(fold.categories)
+
+    plan = plan_runtime(visible_gpus(), mixed_precision=config.get("mixed_precision", "auto"),
+                        xla=config.get("xla", "auto"))
+    strategy = apply_runtime(plan, cpus=cpus)
+    keras.utils.set_random_seed(int(config["seed"]))
+    beta_p, beta_n = beta_weights(fold.train_y)
+    preprocessing = get_backbone(config["backbone"]).preprocessing
+    common = dict(image_size=config["image_size"], batch_size=config["batch_size"],
+                  preprocessing=preprocessing, seed=int(config["seed"]))
+    train_data = make_dataset(fold.train_x, fold.train_y, training=True,
+                              drop_remainder=plan.drop_remainder, **common)
+    val_data = make_dataset(fold.val_x, fold.val_y, training=False, **common)
+
+    with strategy.scope():
+        model = build_model(config)
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=config["learning_rate"]),
+                      loss=weighted_bce(beta_p, beta_n),
+                      metrics=[keras.metrics.BinaryAccuracy(name="binary_accuracy")],
+                      jit_compile=plan.jit_compile)
+        initial_epoch = restore_checkpoint(model, resume_from, config=config) if resume_from else 0
+    trainable, total = parameter_counts(model)
+    root = Path(checkpoint_root) if checkpoint_root else Path(tempfile.mkdtemp(prefix="cxrtune-ckpt-"))
+
+    reporter = epoch_reporter(
+        validation_data=val_data, validation_labels=fold.val_y, categories=fold.categories,
+        beta_p=beta_p, beta_n=beta_n, n_train=len(fold.train_y), report=report,
+        save_checkpoint=lambda epoch: save_checkpoint(model, root / f"epoch_{epoch:04d}", epoch=epoch, config=config),
+        checkpoint_every=config["checkpoint_every"], last_epoch=config["epochs"],
+        fixed_metrics={"trainable_params": trainable, "total_params": total, "gpus": plan.gpus},
+    )
+    if initial_epoch < config["epochs"]:
+        model.fit(train_data, epochs=config["epochs"], initial_epoch=initial_epoch,
+                  callbacks=[reporter], verbose=0, shuffle=False)  # the pipeline shuffles
+    return model
+
+
+def train_fold(config: dict, data) -> None:
+    """Ray Tune function trainable: `tune.with_parameters(train_fold, data=handle)`."""
+    import ray
+    from ray import tune
+
+    flat = dict(config.get(TUNE_CONFIG_KEY, config))
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+
+    def report(metrics: dict, checkpoint_dir: Path | None) -> None:
+        if checkpoint_dir is None:
+            tune.report(metrics)
+            return
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)  # Tune has copied it into its storage
+
+    work = Path(tempfile.mkdtemp(prefix="cxrtune-trial-"))
+    try:
+        resume_from = None
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            resume_from = Path(checkpoint.to_directory(str(work / "resume")))
+        fit_fold(flat, data, report=report, resume_from=resume_from, checkpoint_root=work / "out",
+                 cpus=int(cpus) if cpus else None)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
