@@ -34,7 +34,6 @@ def run_on_two_nodes(out_dir: Path, log_dir: Path, server_url: str) -> dict:
         cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1, "num_gpus": 1}})
         cluster.add_node(num_cpus=1, num_gpus=1)
         cluster.wait_for_nodes()
-        ray.init(address=cluster.address)
         import test_search_tuner as scripted
         scripted.pickle_by_value()
         from search.errors import SearchError
@@ -44,14 +43,15 @@ def run_on_two_nodes(out_dir: Path, log_dir: Path, server_url: str) -> dict:
         space = scripted.scripted_space([1e-4, 2e-4], epochs=2)
         common = dict(data=data, space=space, out_dir={str(out_dir)!r}, n_folds=2,
                       trainable=scripted.scripted_fold)
-        result = {{"nodes": len([n for n in ray.nodes() if n["Alive"]])}}
-        for name, extra in (("sqlite", {{}}),
+        result = {{}}
+        for name, extra in (("sqlite", {{"address": cluster.address}}),  # run_search joins the cluster
                             ("weights", {{"tracking_uri": {server_url!r}, "weights_dir": "/no/such/weights"}})):
             try:
                 run_search(name=name, **common, **extra)
                 result[name] = "no error"
             except SearchError as error:
                 result[name] = str(error)
+        result["nodes"] = len([n for n in ray.nodes() if n["Alive"]])
         run_search(name="cluster", tracking_uri={server_url!r}, storage="relative-storage", scheduler="fifo",
                    gpus_per_trial=0.5, cpus_per_trial=0.5, **common)  # fifo: every trial runs both epochs
         print("RESULT " + json.dumps(result), flush=True)
