@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from search.errors import SearchError
+
 
 def split_backbone_head(model):
     """(backbone, head layers after it) of a model whose layers are input -> backbone -> head."""
@@ -20,7 +22,8 @@ def split_backbone_head(model):
     for index, layer in enumerate(model.layers):
         if isinstance(layer, keras.Model):
             return layer, model.layers[index + 1:]
-    raise ValueError(f"model {model.name} has no nested backbone to take a feature map from")
+    raise SearchError(f"model {model.name!r} has no nested backbone to take a Grad-CAM feature map from "
+                      "(--gradcam works on models written by train-final)")
 
 
 def gradcam_maps(model, images, class_indices) -> np.ndarray:

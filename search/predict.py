@@ -29,12 +29,20 @@ def load_final_model(model_path):
     if not sidecar_path.is_file():
         raise SearchError(f"{sidecar_path} is missing: predict needs the categories, image size and preprocessing "
                           "that train-final writes beside the .keras file")
-    sidecar = json.loads(sidecar_path.read_text())
+    try:
+        sidecar = json.loads(sidecar_path.read_text())
+    except json.JSONDecodeError as error:
+        raise SearchError(f"{sidecar_path} is not valid JSON: {error}") from None
     missing = [key for key in ("categories", "image_size", "preprocessing") if key not in sidecar]
     if missing:
         raise SearchError(f"{sidecar_path} lacks {', '.join(missing)}")
-    # compile=False: the training loss is a closure Keras cannot rebuild, and predict needs no loss.
-    return keras.models.load_model(model_path, compile=False), sidecar
+    try:
+        # compile=False: the training loss is a closure Keras cannot rebuild, and predict needs no loss.
+        model = keras.models.load_model(model_path, compile=False)
+    except Exception as error:  # Keras raises ValueError, zipfile and h5py errors alike for a bad file
+        raise SearchError(f"{model_path} cannot be loaded as a Keras model ({type(error).__name__}: "
+                          f"{str(error).splitlines()[0] if str(error) else ''}); expected a train-final model.keras") from None
+    return model, sidecar
 
 
 def predict_files(model_path, files, *, gradcam_dir=None) -> list[dict]:

@@ -145,6 +145,11 @@ def test_model_without_its_sidecar_is_refused_with_what_is_missing(tmp_path, cap
     assert "model.json is missing" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "none.keras"), "x.png"]) == 2
     assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "model.json").write_text(json.dumps({"categories": ["a"], "image_size": 32,
+                                                      "preprocessing": "caffe"}))
+    assert main(["predict", str(model), "x.png"]) == 2
+    error = capsys.readouterr().err
+    assert "cannot be loaded as a Keras model" in error and error.count("\n") == 1
 
 
 def test_format_predictions_json_nulls_and_csv():
