@@ -1,0 +1,72 @@
+"""Pretraining on a prepared NIH-style dataset through `cxrtune pretrain`: weights, card, MLflow run,
+and the weights then serving a target model."""
+import json
+
+import numpy as np
+import pytest
+
+from search.cli import main
+from trainables.errors import WeightsError
+from trainables.pretrain import pretrain
+
+
+@pytest.fixture(scope="module")
+def prepared_nih(tmp_path_factory):
+    from data.prepare import prepare_nih
+    from data.synthetic import write_nih
+
+    root = tmp_path_factory.mktemp("nih")
+    write_nih(root / "raw", n_images=60, seed=3, image_size=64, prevalence="balanced")
+    prepare_nih(root / "raw", root / "raw" / "Data_Entry_2017.csv", root / "prepared", image_size=32,
+                salt="test", progress=False)
+    return root / "prepared"
+
+
+@pytest.mark.slow
+def test_pretrain_command_writes_weights_card_and_mlflow_run(prepared_nih, tmp_path, capsys):
+    import mlflow
+
+    from trainables.model import backbone_of, build_model
+    from trainables.weights import read_card, sha256_of
+
+    weights_dir = tmp_path / "weights"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code = main(["pretrain", "--data", str(prepared_nih), "--backbone", "resnet50", "--source", "chestxray8",
+                 "--weights-dir", str(weights_dir), "--epochs", "1", "--batch-size", "16",
+                 "--tracking-uri", uri])
+    assert code == 0
+    assert "resnet50.chestxray8: validation AUC" in capsys.readouterr().out
+
+    card = read_card(weights_dir, "resnet50", "chestxray8")  # checks the sha256 too
+    fields = json.loads((weights_dir / "resnet50.chestxray8.json").read_text())
+    for field in ("backbone", "source_dataset", "initial_values", "frozen_depth", "epochs", "val_auc", "sha256",
+                  "image_size"):
+        assert field in fields
+    assert (card.initial_values, card.frozen_depth, card.epochs, card.image_size) == ("random", "none", 1, 32)
+    assert len(card.categories) == 14 and card.n_train > 0 and card.n_val > 0
+    assert card.sha256 == sha256_of(weights_dir / card.weights_file)
+
+    # The 14-finding head was dropped: the file holds the backbone only, and it sets a target's backbone.
+    target = build_model({"backbone": "resnet50", "method": "C", "freeze": "none", "source_weights": "chestxray8",
+                          "image_size": 48, "n_classes": 3, "weights_dir": str(weights_dir)})
+    reference = build_model({"backbone": "resnet50", "method": "D", "freeze": "none", "source_weights": "none",
+                             "image_size": 48, "n_classes": 3})
+    backbone_of(reference).load_weights(str(weights_dir / card.weights_file))
+    for got, want in zip(backbone_of(target).weights, backbone_of(reference).weights):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run = client.get_run(card.mlflow_run_id)
+    assert run.data.params["backbone"] == "resnet50" and run.data.params["source"] == "chestxray8"
+    assert run.data.metrics["val_auc"] == pytest.approx(card.val_auc)
+    artifacts = {item.path for item in client.list_artifacts(card.mlflow_run_id, "weights")}
+    assert artifacts == {"weights/resnet50.chestxray8.weights.h5", "weights/resnet50.chestxray8.json"}
+
+
+def test_imagenet_based_sources_say_the_cache_is_missing(tmp_path):
+    with pytest.raises(WeightsError, match="not in the Keras cache.*pretrain --source chestxray8"):
+        pretrain(tmp_path, backbone="densenet121", source="imagenet-F+chestxray8", weights_dir=tmp_path)
+    with pytest.raises(WeightsError, match="not made by pretraining"):
+        pretrain(tmp_path, backbone="resnet50", source="imagenet", weights_dir=tmp_path)
+    assert main(["pretrain", "--data", str(tmp_path), "--backbone", "resnet50", "--source",
+                 "imagenet-I+chestxray8", "--weights-dir", str(tmp_path)]) == 2
