@@ -219,7 +219,7 @@ def run_search(*, data, space, name: str, out_dir, n_folds: int = 5, scheduler: 
             failure_config=tune.FailureConfig(max_failures=int(max_failures)),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )
-    print(f"search {name}: {len(configs)} configs x {n_folds} folds = {len(trial_configs)} trials, scheduler "
+    print(f"search {name}: {len(configs)} config(s) x {n_folds} folds = {len(trial_configs)} trials, scheduler "
           f"{scheduler}, {n_nodes} node(s)", flush=True)
     tuner.fit()
     return finish_search(search_dir)
