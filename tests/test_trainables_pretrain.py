@@ -70,3 +70,16 @@ def test_imagenet_based_sources_say_the_cache_is_missing(tmp_path):
         pretrain(tmp_path, backbone="resnet50", source="imagenet", weights_dir=tmp_path)
     assert main(["pretrain", "--data", str(tmp_path), "--backbone", "resnet50", "--source",
                  "imagenet-I+chestxray8", "--weights-dir", str(tmp_path)]) == 2
+
+
+@pytest.mark.parametrize("source, method, freeze, initial", [
+    ("chestxray8", "D", "none", "none"),
+    ("imagenet-F+chestxray8", "B", "conv4", "imagenet"),
+    ("imagenet-I+chestxray8", "C", "none", "imagenet"),
+])
+def test_each_source_is_pretrained_as_the_study_did(source, method, freeze, initial):
+    from trainables.pretrain import pretrain_config
+
+    config = pretrain_config(backbone="densenet121", source=source, image_size=64, epochs=1, batch_size=8,
+                             learning_rate=1e-4, freeze="conv4", seed=0)
+    assert (config["method"], config["freeze"], config["source_weights"]) == (method, freeze, initial)
