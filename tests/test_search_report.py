@@ -162,3 +162,19 @@ def test_terminal_summaries_for_the_demo(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.startswith("Pareto front: 2 of 4 configs")
     assert "resnet50 A imagenet" in printed and "resnet50 C chestxray8" not in printed
+
+
+def test_two_backbones_get_their_own_tables_in_the_study_order(tmp_path):
+    from search.report import write_report
+
+    search_dir = write_search(tmp_path, with_mlflow=False)
+    trials = pd.read_csv(search_dir / "trials.csv", dtype={"config_id": str})
+    densenet = trials.assign(backbone="densenet121", config_id="e" + trials["config_id"].str[1:])
+    pd.concat([densenet, trials]).to_csv(search_dir / "trials.csv", index=False)
+
+    report = (write_report(load_search(search_dir), tmp_path / "out")["markdown"]).read_text()
+    titles = [line for line in report.splitlines() if line.startswith("## ")]
+    assert titles == ["## resnet50: validation binary accuracy", "## resnet50: validation AUC",
+                      "## densenet121: validation binary accuracy", "## densenet121: validation AUC",
+                      "## Per-class validation AUC"]
+    assert "| densenet121 D random init |" in report
