@@ -77,6 +77,8 @@ def open_search_tracking(search_dir: Path, tracking_uri: str, experiment_name: s
     """Create (or, on resume, reopen) the experiment and the parent run; write mlflow_runs.json."""
     from mlflow.tracking import MlflowClient
 
+    from trainables.pretrain import artifact_location
+
     client = MlflowClient(tracking_uri)
     runs = read_runs(search_dir)
     if runs is not None:
@@ -89,7 +91,8 @@ def open_search_tracking(search_dir: Path, tracking_uri: str, experiment_name: s
     if experiment is not None:
         raise SearchError(f"MLflow experiment {experiment_name!r} already exists in {tracking_uri}: "
                           "choose another --name, or continue that search with --resume")
-    experiment_id = client.create_experiment(experiment_name)
+    experiment_id = client.create_experiment(experiment_name,
+                                             artifact_location=artifact_location(tracking_uri))
     parent = client.create_run(experiment_id, run_name=experiment_name, tags={"cxrtune.kind": "search"})
     client.log_batch(parent.info.run_id, params=_params(search_params))
     runs = {"tracking_uri": tracking_uri, "experiment_id": experiment_id,

@@ -40,4 +40,8 @@ def test_reduced_demo_leaves_store_table_and_front(tmp_path, capsys):
     with sqlite3.connect(tmp_path / "mlflow.db") as store:
         fold_runs = store.execute(
             "SELECT COUNT(DISTINCT run_uuid) FROM params WHERE key = 'fold'").fetchone()[0]
+        locations = [row[0] for row in store.execute(
+            "SELECT artifact_location FROM experiments WHERE name != 'Default'")]
     assert fold_runs == len(trials)
+    # Artifacts sit beside the sqlite store, not in ./mlruns of whatever folder the process ran in.
+    assert locations and all(location == (tmp_path / "mlartifacts").as_uri() for location in locations)

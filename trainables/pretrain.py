@@ -167,7 +167,7 @@ def _log_to_mlflow(tracking_uri: str, card: WeightCard, config: dict, history: l
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     experiment = client.get_experiment_by_name(EXPERIMENT)
     experiment_id = (experiment.experiment_id if experiment
-                     else client.create_experiment(EXPERIMENT, artifact_location=_artifact_location(tracking_uri)))
+                     else client.create_experiment(EXPERIMENT, artifact_location=artifact_location(tracking_uri)))
     run = client.create_run(experiment_id, run_name=card.name, tags={"cxrtune.kind": "pretrain"})
     run_id = run.info.run_id
     card = dataclasses.replace(card, mlflow_run_id=run_id)
@@ -185,8 +185,11 @@ def _log_to_mlflow(tracking_uri: str, card: WeightCard, config: dict, history: l
     return card
 
 
-def _artifact_location(tracking_uri: str) -> str | None:
-    """Beside an sqlite store (`<db folder>/mlartifacts`); a server chooses its own (None)."""
+def artifact_location(tracking_uri: str) -> str | None:
+    """Beside an sqlite store (`<db folder>/mlartifacts`); a server chooses its own (None).
+
+    Without it MLflow puts an sqlite store's artifacts in `./mlruns` of whatever folder the process
+    happens to run in."""
     prefix = "sqlite:///"
     if not tracking_uri.startswith(prefix):
         return None
