@@ -91,7 +91,7 @@ def run_demo(out_dir: Path, settings: DemoSettings = DemoSettings()) -> Path:
     started = _step("3/5 pretraining a ChestX-ray14-style source (chestxray8: random init) on the NIH-style set")
     card = pretrain(prepared / "nih", backbone=settings.backbone, source="chestxray8", weights_dir=weights_dir,
                     image_size=settings.image_size, epochs=settings.pretrain_epochs, batch_size=32,
-                    seed=settings.seed)
+                    seed=settings.seed, tracking_uri=f"sqlite:///{out_dir / 'mlflow.db'}")
     print(f"   {card.name}: validation AUC {card.val_auc:.3f} -> {weights_dir}")
     _done(started)
 

@@ -39,9 +39,15 @@ def test_reduced_demo_leaves_store_table_and_front(tmp_path, capsys):
     assert len(trials) == 4 * 2
     with sqlite3.connect(tmp_path / "mlflow.db") as store:
         fold_runs = store.execute(
-            "SELECT COUNT(DISTINCT run_uuid) FROM params WHERE key = 'fold'").fetchone()[0]
+            "SELECT COUNT(DISTINCT params.run_uuid) FROM params JOIN runs ON runs.run_uuid = params.run_uuid "
+            "JOIN experiments ON experiments.experiment_id = runs.experiment_id "
+            "WHERE params.key = 'fold' AND experiments.name = 'demo'").fetchone()[0]
+        pretrain_runs = store.execute(
+            "SELECT COUNT(*) FROM runs JOIN experiments ON experiments.experiment_id = runs.experiment_id "
+            "WHERE experiments.name != 'demo' AND experiments.name != 'Default'").fetchone()[0]
         locations = [row[0] for row in store.execute(
             "SELECT artifact_location FROM experiments WHERE name != 'Default'")]
     assert fold_runs == len(trials)
+    assert pretrain_runs == 1  # the chestxray8 source, logged with its card
     # Artifacts sit beside the sqlite store, not in ./mlruns of whatever folder the process ran in.
     assert locations and all(location == (tmp_path / "mlartifacts").as_uri() for location in locations)
