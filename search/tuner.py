@@ -181,9 +181,10 @@ def run_search(*, data, space, name: str, out_dir, n_folds: int = 5, scheduler: 
     search_dir.mkdir(parents=True, exist_ok=True)
     tracking_uri = absolute_tracking_uri(tracking_uri, out_dir)
     weights_dir = _absolute(weights_dir)
+    # Data first: a wrong --data is the cheapest mistake to report, and weights may need a download.
+    handle, categories, data_described = _data_handle(data, int(n_folds), seed, search_dir, data_mode)
     if trainable is None:  # the real trial loads source weights; a caller's own trainable may not
         check_weights(list(configs), weights_dir)
-    handle, categories, data_described = _data_handle(data, int(n_folds), seed, search_dir, data_mode)
     trial_configs = _trial_configs(list(configs), int(n_folds), len(categories), weights_dir)
 
     cluster = connect(address)
