@@ -13,6 +13,7 @@ import math
 import sys
 import time
 
+from search.lazy import lazy_classes
 from search.trials import trial_config, trial_identity
 
 HEADER = "  elapsed  running  pending  done  stopped  error  best config so far ({metric} mean, folds)"
@@ -103,18 +104,7 @@ def _build_callback_class():
         def on_experiment_end(self, trials, **info):
             self._print(trials, force=True)
 
-    ProgressTable.__module__ = __name__
-    ProgressTable.__qualname__ = "ProgressTable"
     return ProgressTable
 
 
-_LAZY: dict[str, type] = {}
-
-
-def __getattr__(name: str):
-    # Built on first access so that importing this module does not import Ray; pickles load by reference.
-    if name == "ProgressTable":
-        if name not in _LAZY:
-            _LAZY[name] = _build_callback_class()
-        return _LAZY[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_classes(__name__, {"ProgressTable": _build_callback_class})

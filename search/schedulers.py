@@ -19,6 +19,7 @@ import pickle
 from typing import Any
 
 from search.errors import SearchError
+from search.lazy import lazy_classes
 from search.trials import trial_config, trial_identity
 
 SCHEDULERS = ("fold-asha", "asha", "fifo")
@@ -186,22 +187,10 @@ def _fold_aware_asha_class():
             return (f"FoldAwareASHA: rungs {self.decisions.milestones}, "
                     f"{len(self.decisions.stopped)} configs stopped")
 
-    FoldAwareASHAScheduler.__module__ = __name__
-    FoldAwareASHAScheduler.__qualname__ = "FoldAwareASHAScheduler"
     return FoldAwareASHAScheduler
 
 
-_LAZY_CLASSES: dict[str, type] = {}
-
-
-def __getattr__(name: str):
-    # `search.schedulers.FoldAwareASHAScheduler` resolves on first access (Ray imported then), so pickles of
-    # the scheduler (Tune saves it with the experiment) load by reference.
-    if name == "FoldAwareASHAScheduler":
-        if name not in _LAZY_CLASSES:
-            _LAZY_CLASSES[name] = _fold_aware_asha_class()
-        return _LAZY_CLASSES[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_classes(__name__, {"FoldAwareASHAScheduler": _fold_aware_asha_class})
 
 
 def make_scheduler(name: str, *, metric: str = "val_auc", mode: str = "max", max_t: int,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from search.errors import SearchError
+from search.lazy import lazy_classes
 from search.trials import (reported_metrics, searched_params, steady_epoch_time_s, stop_reason, trial_config,
                            trial_identity)
 
@@ -296,8 +297,6 @@ def _build_callback_class():
                 if self.client.get_run(run_id).info.status == "RUNNING":
                     self.client.set_terminated(run_id, status="FINISHED" if done else "KILLED")
 
-    MlflowSearchCallback.__module__ = __name__
-    MlflowSearchCallback.__qualname__ = "MlflowSearchCallback"
     return MlflowSearchCallback
 
 
@@ -311,13 +310,4 @@ def _error_line(trial) -> str:
     return "error (see the trial's error.txt)"
 
 
-_LAZY: dict[str, type] = {}
-
-
-def __getattr__(name: str):
-    # Built on first access so that importing this module does not import Ray; pickles load by reference.
-    if name == "MlflowSearchCallback":
-        if name not in _LAZY:
-            _LAZY[name] = _build_callback_class()
-        return _LAZY[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_classes(__name__, {"MlflowSearchCallback": _build_callback_class})

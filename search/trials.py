@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from search.lazy import lazy_classes
+
 # The single grid key of the Tune param space; its values are whole trial configs.
 TRIAL_CONFIG_KEY = "trial_config"
 
@@ -187,18 +189,7 @@ def _build_writer_class():
         def on_experiment_end(self, trials, **info):
             self._write(trials, force=True)
 
-    TrialsCsvWriter.__module__ = __name__
-    TrialsCsvWriter.__qualname__ = "TrialsCsvWriter"
     return TrialsCsvWriter
 
 
-_LAZY: dict[str, type] = {}
-
-
-def __getattr__(name: str):
-    # Built on first access so that importing this module does not import Ray; pickles load by reference.
-    if name == "TrialsCsvWriter":
-        if name not in _LAZY:
-            _LAZY[name] = _build_writer_class()
-        return _LAZY[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_classes(__name__, {"TrialsCsvWriter": _build_writer_class})
