@@ -51,3 +51,25 @@ def test_reduced_demo_leaves_store_table_and_front(tmp_path, capsys):
     assert pretrain_runs == 1  # the chestxray8 source, logged with its card
     # Artifacts sit beside the sqlite store, not in ./mlruns of whatever folder the process ran in.
     assert locations and all(location == (tmp_path / "mlartifacts").as_uri() for location in locations)
+
+
+def test_a_rerun_replaces_only_an_earlier_demo(tmp_path):
+    from search.demo import DEMO_OUTPUTS, clear_previous_demo
+    from search.errors import SearchError
+
+    earlier = tmp_path / "earlier"
+    (earlier / "demo").mkdir(parents=True)
+    (earlier / "demo" / "search.json").write_text("{}")
+    (earlier / "prepared" / "hospital").mkdir(parents=True)
+    (earlier / "mlflow.db").write_text("")
+    (earlier / "notes.txt").write_text("the user's own file")
+    clear_previous_demo(earlier)
+    assert sorted(path.name for path in earlier.iterdir()) == ["notes.txt"]
+    assert "notes.txt" not in DEMO_OUTPUTS
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "mlflow.db").write_text("somebody's store")
+    with pytest.raises(SearchError, match="holds no earlier demo"):
+        clear_previous_demo(foreign)
+    assert (foreign / "mlflow.db").read_text() == "somebody's store"
