@@ -94,7 +94,7 @@ def run_case(*, backbone: str, method: str, precision: str, args, gpus: int) -> 
     import keras
 
     from trainables.losses import weighted_bce
-    from trainables.model import build_model, parameter_counts
+    from trainables.model import build_model, logits_view, parameter_counts
 
     batch_size = args.batch_c if method == "C" else args.batch_ab
     freeze = {"A": "all", "B": args.freeze, "C": "none"}[method]
@@ -104,6 +104,7 @@ def run_case(*, backbone: str, method: str, precision: str, args, gpus: int) -> 
         model = build_model({"backbone": backbone, "method": method, "freeze": freeze, "source_weights": "imagenet",
                              "image_size": args.image_size, "n_classes": N_CLASSES, "batch_size": batch_size},
                             load_weights=False)  # random values: throughput does not depend on them
+        model = logits_view(model)  # trained as a trial trains it: the loss reads logits
         jit = {"on": True, "off": False, "auto": gpus == 1 or keras.backend.backend() == "jax"}[args.xla]
         model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=weighted_bce(5.0, 1.2), jit_compile=jit)
         batches = repeat_batch(batch_size, args.image_size)

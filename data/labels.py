@@ -1,11 +1,15 @@
 """Taxonomies (sub-category names -> categories) and a hospital's labels CSV -> multi-hot columns.
 
 A taxonomy YAML (see ARCHITECTURE.md section 1) names the categories a model predicts and, for each, the
-sub-category names a labels CSV may use. "normal" sub-categories mean "no finding": no output column.
+sub-category names a labels CSV may use. Names listed under `normal` mean "no finding" and get no output
+column (NIH's "No Finding"); a taxonomy may instead make normal a category of its own (the study's does).
+Sub-category names match case- and separator-insensitively: "Obvious-Hilar", "obvious hilar" and
+"obvious_hilar" are one name (`normalise_name`).
 """
 from __future__ import annotations
 
 import posixpath
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -18,6 +22,12 @@ from data.errors import DataError
 LABEL_SEPARATOR = "|"
 HOSPITAL_REQUIRED_COLUMNS = ("image", "labels")
 HOSPITAL_OPTIONAL_COLUMNS = ("patient_id",)
+_SEPARATORS = re.compile(r"[\s_\-]+")
+
+
+def normalise_name(name: str) -> str:
+    """The form names are compared in: lower case, runs of spaces, '_' and '-' as one '_', no ends."""
+    return _SEPARATORS.sub("_", str(name).strip().lower()).strip("_")
 
 
 @dataclass(frozen=True)
@@ -27,10 +37,11 @@ class Taxonomy:
     categories: dict[str, tuple[str, ...]]  # category -> its sub-category names, in file order
 
     def category_of(self) -> dict[str, str | None]:
-        """Each known sub-category name -> its category (None for the normal names)."""
-        mapping: dict[str, str | None] = {name: None for name in self.normal}
+        """Each known sub-category name, normalised (`normalise_name`) -> its category (None for the
+        normal names)."""
+        mapping: dict[str, str | None] = {normalise_name(name): None for name in self.normal}
         for category, subcategories in self.categories.items():
-            mapping.update({name: category for name in subcategories})
+            mapping.update({normalise_name(name): category for name in subcategories})
         return mapping
 
     def to_yaml(self) -> str:
@@ -75,16 +86,18 @@ def _taxonomy_from_dict(body, where: str) -> Taxonomy:
     if isinstance(normal, str):
         normal = [normal]
     categories: dict[str, tuple[str, ...]] = {}
-    seen: dict[str, str] = {name: "normal" for name in map(str, normal)}
+    seen: dict[str, str] = {normalise_name(name): "normal" for name in map(str, normal)}
     for category, names in body["categories"].items():
         if isinstance(names, str):
             names = [names]
         if not isinstance(names, list) or not names:
             raise DataError(f"{where}: category {category!r} needs a non-empty list of sub-category names")
         for name in map(str, names):
-            if name in seen:
-                raise DataError(f"{where}: sub-category {name!r} is listed under both {seen[name]!r} and {category!r}")
-            seen[name] = str(category)
+            key = normalise_name(name)  # "Obvious hilar" and "obvious_hilar" are one name
+            if key in seen:
+                raise DataError(f"{where}: sub-category {name!r} is listed under both {seen[key]!r} and {category!r}"
+                                " (names are compared ignoring case, spaces, '_' and '-')")
+            seen[key] = str(category)
         categories[str(category)] = tuple(map(str, names))
     return Taxonomy(name=str(body.get("name") or Path(where).stem), normal=tuple(map(str, normal)), categories=categories)
 
@@ -99,19 +112,24 @@ def split_label_names(text) -> list[str]:
 def encode_labels(label_texts: pd.Series, taxonomy: Taxonomy, *, where: str) -> pd.DataFrame:
     """Multi-hot uint8 columns, one per taxonomy category (in taxonomy order), aligned to label_texts.
 
-    Raises DataError listing every label name the taxonomy does not cover, and rows with no label at all
-    (write the taxonomy's normal name, e.g. 'normal', for an image without findings).
+    Names match case- and separator-insensitively. Raises DataError listing every label name the taxonomy
+    does not cover, and rows with no label at all (write the taxonomy's normal name, e.g. 'normal', for an
+    image without findings).
     """
     mapping = taxonomy.category_of()
-    split = label_texts.map(split_label_names)
-    unknown = sorted({name for names in split for name in names if name not in mapping})
+    split = label_texts.map(lambda text: [normalise_name(name) for name in split_label_names(text)])
+    unknown = sorted({name for names in label_texts.map(split_label_names) for name in names
+                      if normalise_name(name) not in mapping})
     if unknown:
         raise DataError(f"{where}: label names not in taxonomy {taxonomy.name!r}: {', '.join(unknown)}; "
-                        f"accepted: {', '.join(sorted(mapping))}")
+                        f"accepted (any case; spaces, '_' and '-' alike): {', '.join(sorted(mapping))}")
     empty = [str(index) for index, names in split.items() if not names]
     if empty:
+        normal = taxonomy.normal[0] if taxonomy.normal else next(
+            (names[0] for category, names in taxonomy.categories.items() if normalise_name(category) == "normal"),
+            "a sub-category")
         raise DataError(f"{where}: {len(empty)} row(s) have no labels (first: row {empty[0]}); "
-                        f"write {taxonomy.normal[0] if taxonomy.normal else 'a sub-category'!r} for no finding")
+                        f"write {normal!r} for no finding")
     columns = list(taxonomy.categories)
     encoded = np.zeros((len(split), len(columns)), dtype=np.uint8)
     position = {category: index for index, category in enumerate(columns)}
@@ -134,6 +152,17 @@ def drop_rare_categories(labels: pd.DataFrame, min_images: int) -> tuple[list[st
     if not kept:
         raise DataError(f"every category has fewer than {min_images} images ({dict(counts)}); lower min_category_images")
     return kept, dropped
+
+
+def drop_least_category(labels: pd.DataFrame) -> tuple[list[str], dict[str, int]]:
+    """The study's least-class drop: (kept categories in order, {the category with the fewest positive
+    images: its count}). On a tie the first in column order goes. Images stay, as in drop_rare_categories."""
+    if labels.shape[1] < 2:
+        raise DataError(f"the least-class drop needs at least 2 categories; there is {labels.shape[1]} "
+                        f"({', '.join(map(str, labels.columns))})")
+    counts = labels.sum(axis=0).astype(int)
+    least = str(counts.idxmin())  # idxmin: the first of equal minima
+    return [category for category in labels.columns if category != least], {least: int(counts[least])}
 
 
 def read_hospital_labels(path: Path | str) -> pd.DataFrame:

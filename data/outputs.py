@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from data.conversion import ConversionSettings, convert_one
-from data.labels import Taxonomy, drop_rare_categories
+from data.labels import Taxonomy, drop_least_category, drop_rare_categories
 from data.manifest import manifest_columns, write_csv_atomic, write_json_atomic, write_text_atomic
 from data.privacy import patient_key
 
@@ -19,7 +19,7 @@ from data.privacy import patient_key
 def finish_prepared(out_dir: Path, *, tasks, records: dict[str, dict], settings: ConversionSettings,
                     early_rejects: dict[str, str], label_rows: pd.DataFrame, categories: list[str],
                     taxonomy: Taxonomy, dataset_format: str, min_category_images: int,
-                    extra: dict[str, Any]) -> dict[str, Any]:
+                    extra: dict[str, Any], drop_least_class: bool = False) -> dict[str, Any]:
     rejects = dict(early_rejects)
     duplicates: dict[str, str] = {}
     accepted: list[dict[str, Any]] = []
@@ -51,6 +51,10 @@ def finish_prepared(out_dir: Path, *, tasks, records: dict[str, dict], settings:
     manifest = _manifest(accepted, label_rows, categories, settings, dataset_format)
     kept, dropped = drop_rare_categories(manifest[categories], min_category_images) if min_category_images \
         else (categories, {})
+    least = {}
+    if drop_least_class:  # the study's: the category with the fewest accepted images goes (9 -> 8, NIH 14 -> 13)
+        kept, least = drop_least_category(manifest[kept])
+        dropped = {**dropped, **least}
     manifest = manifest[manifest_columns(kept)]
     _remove_unlisted_images(images_dir, set(manifest["image_path"]))
 
@@ -63,6 +67,7 @@ def finish_prepared(out_dir: Path, *, tasks, records: dict[str, dict], settings:
                    "duplicate": len(duplicates_table)},
         "categories": kept,
         "dropped_categories": dropped,
+        "least_class_dropped": next(iter(least), None),
         "category_counts": {name: int(manifest[name].sum()) for name in kept},
         "rejection_reasons": _reason_counts(rejects_table),
         "patients": int(manifest["patient_key"].nunique()),

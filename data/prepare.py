@@ -32,10 +32,11 @@ def prepare_hospital(input_dir, labels_csv, out_dir, *, taxonomy: str | Path = "
                      allowed_modalities: tuple[str, ...] | None = DEFAULT_MODALITIES, workers: int | None = None,
                      salt: str | None = None, salt_file: Path | None = None, min_side_px: int | None = None,
                      max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO, allow_missing_images: bool = False,
-                     progress: bool = True) -> dict[str, Any]:
+                     progress: bool = True, drop_least_class: bool = False) -> dict[str, Any]:
     """Prepare a folder of DICOM files (any depth) labelled by a CSV (image, labels[, patient_id]).
 
     Returns the summary dict (also written to out_dir/summary.json). allowed_modalities=None accepts any.
+    drop_least_class: the study's least-class drop (the category with the fewest accepted images).
     """
     input_dir, out_dir, labels_csv = Path(input_dir).resolve(), Path(out_dir).resolve(), Path(labels_csv).resolve()
     _check_options(image_size, bit_depth, min_category_images, min_side_px, max_aspect_ratio)
@@ -59,7 +60,7 @@ def prepare_hospital(input_dir, labels_csv, out_dir, *, taxonomy: str | Path = "
                                       max_aspect_ratio, salt, salt_file, bool(tasks))
     return _run(tasks, settings, out_dir, workers, progress, early_rejects=unlisted,
                 label_rows=label_rows, categories=list(chosen.categories), taxonomy=chosen,
-                min_category_images=min_category_images, dataset_format="hospital",
+                min_category_images=min_category_images, dataset_format="hospital", drop_least_class=drop_least_class,
                 extra={"missing_images": len(missing), "patient_key_salt": salt_source})
 
 
@@ -67,7 +68,7 @@ def prepare_nih(input_dir, labels_csv, out_dir, *, train_val_list=None, test_lis
                 bit_depth: int = 8, min_category_images: int = 0, workers: int | None = None,
                 salt: str | None = None, salt_file: Path | None = None, min_side_px: int | None = None,
                 max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO, allow_missing_images: bool = False,
-                progress: bool = True) -> dict[str, Any]:
+                progress: bool = True, drop_least_class: bool = False) -> dict[str, Any]:
     """Prepare NIH ChestX-ray14: PNGs (flat or images_001 ... images_012) + Data_Entry_2017*.csv[.gz].
 
     labels_csv, train_val_list and test_list default to the files of those names in input_dir (or beside
@@ -113,7 +114,7 @@ def prepare_nih(input_dir, labels_csv, out_dir, *, train_val_list=None, test_lis
                                       salt_file, bool(tasks))
     return _run(tasks, settings, out_dir, workers, progress, early_rejects=unlisted,
                 label_rows=label_rows, categories=list(nih.FINDINGS), taxonomy=load_taxonomy("nih"),
-                min_category_images=min_category_images, dataset_format="nih",
+                min_category_images=min_category_images, dataset_format="nih", drop_least_class=drop_least_class,
                 extra={"missing_images": len(missing), "official_split": bool(split_of),
                        "patient_key_salt": salt_source})
 
@@ -188,14 +189,14 @@ def _nih_splits(table: pd.DataFrame, input_dir: Path, labels_dir: Path, train_va
 
 
 def _run(tasks, settings, out_dir: Path, workers, progress, *, early_rejects, label_rows, categories,
-         taxonomy: Taxonomy, min_category_images, dataset_format, extra) -> dict[str, Any]:
+         taxonomy: Taxonomy, min_category_images, dataset_format, extra, drop_least_class=False) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     with output_lock(out_dir):
         records = convert_all(tasks, settings, out_dir, workers=workers or default_workers(), progress=progress)
         summary = finish_prepared(
             out_dir, tasks=tasks, records=records, settings=settings, early_rejects=early_rejects,
             label_rows=label_rows, categories=categories, taxonomy=taxonomy, dataset_format=dataset_format,
-            min_category_images=min_category_images, extra=extra)
+            min_category_images=min_category_images, extra=extra, drop_least_class=drop_least_class)
     counts = summary["counts"]
     if progress:
         print(f"prepared {out_dir}: {counts['input']} input = {counts['accepted']} accepted + "

@@ -1,14 +1,16 @@
 """Synthetic chest radiographs in the two input layouts users bring (ARCHITECTURE.md, section 1b).
 
-`write_hospital` writes DICOM files in subfolders plus `labels.csv` (study sub-category names);
+`write_hospital` writes DICOM files in subfolders plus `labels.csv` (the study's 19 sub-category names);
 `write_nih` writes PNGs plus NIH's `Data_Entry_2017.csv`, `train_val_list.txt` and `test_list.txt`.
-Both draw patients with data/render.py and findings with data/render_findings.py, so their findings
-share signatures. Everything is a function of `seed`: each patient and each image has its own random
+Both draw patients with data/render.py and findings with data/render_findings.py (via data/render_study.py
+for the hospital's sub-categories), so their findings share signatures. Everything is a function of `seed`: each patient and each image has its own random
 stream (numpy SeedSequence keyed by seed and index), so the same seed writes the same bytes.
 
-Prevalence: "study" imitates the reference hospital set (about 68% normal, pacemakers about 0.4%) or
-NIH's own label counts; "balanced" (30% normal, every category equally likely) gives a few hundred
-images several positives per category, which small demos and learning tests need.
+Prevalence: "study" draws each hospital image's one category from the study's table (68.3% normal,
+heart pacemaker placement 0.36%), and its sub-category in the table's proportions; for NIH, NIH's own label
+counts. "study-multilabel" (hospital) keeps the study's normal share but gives abnormal images 1-3
+findings. "balanced" (30% normal, every category equally likely, 1-3 findings) gives a few hundred images
+several positives per category, which small demos and learning tests need.
 """
 from __future__ import annotations
 
@@ -20,27 +22,35 @@ import numpy as np
 
 from data.errors import DataError
 from data.render import draw_chest, render_chest
-from data.render_findings import SIGNATURES
 from data.render_findings_nih import NIH_SIGNATURES
+from data.render_study import STUDY_SIGNATURES
 from data.synthetic_dicom import (TRANSFER_SYNTAXES, dicom_path, fake_patient, make_study, radiograph_dataset,
                                   seeded_uid, write_dicom, write_duplicates, write_outliers)
 
-PREVALENCES = ("study", "balanced")
+PREVALENCES = ("study", "balanced", "study-multilabel")
 NIH_HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
               "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y],")  # the 2017 file's trailing comma too
 
-# Study prevalence per category (fraction of images) and each sub-category's share within it.
-HOSPITAL_CATEGORIES: dict[str, tuple[float, dict[str, float]]] = {
-    "aortic_calcification": (0.11, {"aortic_knob_calcification": 0.6, "aortic_arch_calcification": 0.4}),
-    "spinal_lesion": (0.09, {"scoliosis": 0.45, "degenerative_spine": 0.45, "compression_fracture": 0.1}),
-    "arterial_curvature": (0.08, {"aortic_tortuosity": 0.6, "aortic_elongation": 0.4}),
-    "increased_lung_pattern": (0.06, {"increased_lung_markings": 0.7, "interstitial_pattern": 0.3}),
-    "abnormal_lung_field": (0.05, {"nodule": 0.35, "fibrotic_streak": 0.35, "calcified_granuloma": 0.2,
-                                   "mass": 0.1}),
-    "cardiac_hypertrophy": (0.04, {"cardiomegaly": 0.75, "left_ventricular_hypertrophy": 0.25}),
-    "intercostal_pleural_thickening": (0.025, {"pleural_thickening": 0.6, "apical_cap": 0.4}),
-    "heart_pacemaker": (0.004, {"pacemaker": 1.0}),
+# The study's table (E-Da hospital, 1,924 radiographs, one category each): category -> its sub-categories'
+# image counts (data/taxonomies/study.yaml). Normal is 1,314 of them (68.3%).
+STUDY_NORMAL_IMAGES = 1314
+STUDY_TABLE: dict[str, dict[str, int]] = {
+    "aortic_calcification": {"aortic_arch_atherosclerotic_plaque": 28, "aortic_arch_calcification": 16,
+                             "aortic_calcification_other": 25, "aortic_wall_calcification": 22},
+    "arterial_curvature": {"aortic_curvature": 67, "thoracic_vertebral_artery_curvature": 29},
+    "abnormal_lung_fields": {"small_pulmonary_nodules": 5, "shadows_of_pulmonary_nodules": 8, "tuberculosis": 5,
+                             "pulmonary_fibrosis": 15},
+    "increased_lung_patterns": {"increased_lung_streak": 24, "lung_field_infiltration": 85, "obvious_hilar": 45},
+    "spinal_lesions": {"degenerative_joint_disease_of_the_thoracic_spine": 76, "scoliosis": 75},
+    "intercostal_pleural_thickening": {"intercostal_pleural_thickening": 36},
+    "cardiac_hypertrophy": {"cardiac_hypertrophy": 42},
+    "heart_pacemaker_placement": {"heart_pacemaker_placement": 7},
 }
+STUDY_IMAGES = STUDY_NORMAL_IMAGES + sum(sum(subs.values()) for subs in STUDY_TABLE.values())  # 1,924
+# Finding category -> (share of all images in the study, each sub-category's share within the category).
+HOSPITAL_CATEGORIES: dict[str, tuple[float, dict[str, float]]] = {
+    category: (sum(subs.values()) / STUDY_IMAGES, {name: count / sum(subs.values()) for name, count in subs.items()})
+    for category, subs in STUDY_TABLE.items()}
 # NIH ChestX-ray14 image counts per finding (Data_Entry_2017_v2020.csv, 112,120 images).
 NIH_COUNTS = {"Infiltration": 19894, "Effusion": 13317, "Atelectasis": 11559, "Nodule": 6331, "Mass": 5782,
               "Pneumothorax": 5302, "Consolidation": 4667, "Pleural_Thickening": 3385, "Cardiomegaly": 2776,
@@ -65,24 +75,54 @@ class LabelModel:
 
 
 def label_model(dataset_format: str, prevalence: str) -> LabelModel:
+    """"study": hospital images get one category each, drawn with the table's frequencies (as in the study);
+    NIH images NIH's own mix. "study-multilabel" (hospital): the study's normal share, then 1-3 findings
+    weighted as the table, so finding prevalences are ~1.4x the table's. "balanced": see the module text."""
     _check_choice("prevalence", prevalence, PREVALENCES)
     names = list(HOSPITAL_CATEGORIES) if dataset_format == "hospital" else list(NIH_COUNTS)
     if prevalence == "balanced":
         return LabelModel(0.3, {name: 1.0 for name in names}, (0.6, 0.3, 0.1))
     if dataset_format == "hospital":
-        # 0.32 abnormal x ~1.4 findings each reproduces the category prevalences above.
-        return LabelModel(0.68, {name: HOSPITAL_CATEGORIES[name][0] for name in names}, (0.68, 0.23, 0.09))
+        weights = {name: HOSPITAL_CATEGORIES[name][0] for name in names}
+        per_image = (1.0, 0.0, 0.0) if prevalence == "study" else (0.68, 0.23, 0.09)
+        return LabelModel(STUDY_NORMAL_IMAGES / STUDY_IMAGES, weights, per_image)
+    if prevalence == "study-multilabel":
+        raise DataError("prevalence study-multilabel is for the hospital format; NIH's 'study' is multi-label already")
     return LabelModel(60361 / 112120, {name: float(NIH_COUNTS[name]) for name in names}, (0.6, 0.25, 0.15))
 
 
 def hospital_subcategories(categories: list[str], rng: np.random.Generator) -> list[str]:
-    """One sub-category per drawn category, by its share."""
+    """One sub-category per drawn category, by its share in the study's table ([] for a normal image)."""
     chosen = []
     for category in categories:
         shares = HOSPITAL_CATEGORIES[category][1]
         names = list(shares)
         chosen.append(names[rng.choice(len(names), p=np.array(list(shares.values())))])
     return chosen
+
+
+def hospital_label_texts(n_images: int, *, seed: int = 0, prevalence: str = "study") -> list[str]:
+    """The `labels` column write_hospital(n_images=..., seed=..., prevalence=...) writes for its distinct
+    radiographs, in order, without rendering anything (for checking prevalences on study-sized sets)."""
+    model, structure = label_model("hospital", prevalence), np.random.default_rng([seed, 0])
+    return [("|".join(labels) or "normal") for *_, labels, n_studies in _hospital_patients(seed, n_images, model, structure)
+            for _ in range(n_studies)]
+
+
+def _hospital_patients(seed: int, n_images: int, model: LabelModel, structure: np.random.Generator):
+    """(patient number, Patient, Chest, sub-category names, images of this patient) until n_images.
+
+    Findings belong to the patient: each of a patient's 1-3 studies shows the same ones."""
+    done = patient_number = 0
+    while done < n_images:
+        patient_number += 1
+        patient_rng = np.random.default_rng([seed, 1, patient_number])
+        patient = fake_patient(patient_rng, patient_number)
+        chest = draw_chest(patient_rng)
+        labels = hospital_subcategories(model.sample(patient_rng), patient_rng)
+        n_studies = min(int(structure.choice([1, 2, 3], p=[0.7, 0.2, 0.1])), n_images - done)
+        done += n_studies
+        yield patient_number, patient, chest, labels, n_studies
 
 
 def write_hospital(out_dir: Path | str, *, n_images: int, seed: int = 0, image_size: int = 256,
@@ -103,18 +143,12 @@ def write_hospital(out_dir: Path | str, *, n_images: int, seed: int = 0, image_s
     rows: list[tuple[str, str, str]] = []
     written: list[tuple[str, str]] = []  # (path, transfer syntax) of each distinct radiograph
     patient_number = 0
-    while len(written) < n_images:
-        patient_number += 1
-        patient_rng = np.random.default_rng([seed, 1, patient_number])
-        patient = fake_patient(patient_rng, patient_number)
-        chest = draw_chest(patient_rng)
-        labels = hospital_subcategories(model.sample(patient_rng), patient_rng)
-        n_studies = min(int(structure.choice([1, 2, 3], p=[0.7, 0.2, 0.1])), n_images - len(written))
+    for patient_number, patient, chest, labels, n_studies in _hospital_patients(seed, n_images, model, structure):
         for visit in range(n_studies):
             index = len(written)
             image_rng = np.random.default_rng([seed, 2, index])
             study = make_study(image_rng, seed, patient_number, visit)
-            image = render_chest(chest, [SIGNATURES[name] for name in labels], image_size=image_size, rng=image_rng)
+            image = render_chest(chest, [STUDY_SIGNATURES[name] for name in labels], image_size=image_size, rng=image_rng)
             if image_rng.random() < 0.3:  # a narrower detector or collimation: non-square files exist
                 margin = image_size // 12
                 image = image[:, margin:image_size - margin]

@@ -21,6 +21,9 @@ def register(subparsers) -> None:
     parser.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="PNG bits per pixel (default 8)")
     parser.add_argument("--min-category-images", type=int, default=0,
                         help="drop (and report) categories with fewer accepted images than this (default 0)")
+    parser.add_argument("--drop-least-class", action="store_true",
+                        help="the study's least-class drop: leave out the category with the fewest accepted images "
+                             "(study taxonomy 9 -> 8, NIH 14 -> 13); recorded in summary.json")
     parser.add_argument("--allow-modality", action="append", metavar="MODALITY",
                         help="hospital only: accept this DICOM Modality too (repeatable; default CR, DX, DR)")
     parser.add_argument("--any-modality", action="store_true", help="hospital only: accept every modality")
@@ -47,7 +50,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     common = dict(image_size=args.image_size, bit_depth=args.bit_depth, min_category_images=args.min_category_images,
                   workers=args.workers, salt=args.salt, salt_file=Path(args.salt_file) if args.salt_file else None,
                   min_side_px=args.min_side, max_aspect_ratio=args.max_aspect, allow_missing_images=args.allow_missing,
-                  progress=not args.quiet)
+                  progress=not args.quiet, drop_least_class=args.drop_least_class)
     if args.format == "nih":
         summary = prepare_nih(args.input, args.labels, args.out, train_val_list=args.train_val_list,
                               test_list=args.test_list, **common)

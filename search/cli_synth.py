@@ -24,9 +24,10 @@ def register(subparsers) -> None:
                         help="distinct radiographs to write (hospital adds duplicates and 2 outliers; default 300)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--image-size", type=int, default=256, help="side of the square rendering in px (default 256)")
-    parser.add_argument("--prevalence", choices=("study", "balanced"), default="study",
-                        help="study: the reference set's imbalance (~68%% normal; NIH: NIH's counts); "
-                             "balanced: 30%% normal, categories equally likely (default study)")
+    parser.add_argument("--prevalence", choices=("study", "balanced", "study-multilabel"), default="study",
+                        help="study: the reference set's table, one category per image (68.3%% normal; NIH: NIH's "
+                             "counts); balanced: 30%% normal, categories equally likely; study-multilabel (hospital): "
+                             "the study's normal share, 1-3 findings per abnormal image (default study)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier synthetic output in --out (refused for other folders)")
     parser.add_argument("--json", action="store_true", help="print the full summary as JSON")

@@ -24,9 +24,13 @@ def register(subparsers) -> None:
                                "imagenet-I+: ImageNet as initial values (both need ImageNet in the Keras cache)")
     pretrain.add_argument("--weights-dir", required=True, type=Path, help="where weights and cards are written")
     pretrain.add_argument("--image-size", type=int, default=None, help="px (default: the prepared size)")
-    pretrain.add_argument("--epochs", type=int, default=10)
-    pretrain.add_argument("--batch-size", type=int, default=32)
-    pretrain.add_argument("--learning-rate", type=float, default=1e-4)
+    pretrain.add_argument("--epochs", type=int, default=30, help="default 30 (the study's)")
+    pretrain.add_argument("--batch-size", type=int, default=None,
+                          help="default the study's: 16 when everything trains, 128 for imagenet-F+chestxray8")
+    pretrain.add_argument("--learning-rate", type=float, default=1e-4, help="Adam (default 1e-4, the study's)")
+    pretrain.add_argument("--drop-least-class", action="store_true",
+                          help="the study's least-class drop: leave out the finding with the fewest images "
+                               "(ChestX-ray14 14 -> 13 outputs: Hernia), unless prepare dropped it already")
     pretrain.add_argument("--freeze", default="conv4", choices=STAGES,
                           help="stage frozen through for imagenet-F+chestxray8 (default conv4)")
     pretrain.add_argument("--val-fold", type=int, default=0, help="fold of the cv rows used for validation")
@@ -51,6 +55,7 @@ def run_pretrain(args) -> int:
                     weights_dir=args.weights_dir.resolve(), image_size=args.image_size, epochs=args.epochs,
                     batch_size=args.batch_size, learning_rate=args.learning_rate, freeze=args.freeze,
                     val_fold=args.val_fold, seed=args.seed, data_mode=args.data_mode,
+                    drop_least_class=args.drop_least_class,
                     tracking_uri=_absolute_sqlite(args.tracking_uri))
     print(f"{card.name}: validation AUC {card.val_auc:.3f} after {card.epochs} epochs "
           f"({card.n_train} training, {card.n_val} validation images)")

@@ -187,6 +187,9 @@ def save_final_model(model, model_dir: Path, *, config: dict, categories: list[s
         "config": config,
         "search": search_name,
         "taxonomy": summary.get("taxonomy"),
+        # Categories prepare left out (the study's least-class drop among them): the model cannot predict them.
+        "dropped_categories": summary.get("dropped_categories", {}),
+        "least_class_dropped": summary.get("least_class_dropped"),
         "test_metrics": metrics,
     }
     (model_dir / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=2, default=float) + "\n")

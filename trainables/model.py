@@ -1,5 +1,7 @@
 """Build the study's model from a flat config: backbone (no top) -> global average pooling ->
-dropout -> dense sigmoid in float32, with source weights loaded and layers frozen per method.
+dropout -> dense (`logits`) -> sigmoid (`predictions`), the head in float32, with source weights loaded
+and layers frozen per method. The model outputs probabilities; training compiles `logits_view(model)`,
+the same layers ending before the sigmoid, so the loss sees logits (trainables/losses.py).
 
 Keras is imported inside the functions only, and nothing here needs TensorFlow itself, so the
 GPU benchmark can build the same models under KERAS_BACKEND=jax.
@@ -10,6 +12,8 @@ from trainables.backbones import get_backbone
 from trainables.config import check_config
 from trainables.errors import TrainableConfigError
 from trainables.weights import load_source_weights
+
+LOGITS_LAYER = "logits"
 
 
 def build_model(config: dict, *, weights_dir=None, load_weights: bool = True):
@@ -33,10 +37,22 @@ def build_model(config: dict, *, weights_dir=None, load_weights: bool = True):
     features = backbone(inputs)
     pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
     dropped = keras.layers.Dropout(config["dropout"], seed=config["seed"], name="dropout")(pooled)
-    # float32 even under mixed precision: sigmoid outputs near 0/1 and the loss's logs need it.
-    outputs = keras.layers.Dense(config["n_classes"], activation="sigmoid", dtype="float32",
-                                 name="predictions")(dropped)
+    # float32 even under mixed precision: the loss reads these logits, and sigmoid outputs near 0/1.
+    logits = keras.layers.Dense(config["n_classes"], dtype="float32", name=LOGITS_LAYER)(dropped)
+    outputs = keras.layers.Activation("sigmoid", dtype="float32", name="predictions")(logits)
     return keras.Model(inputs, outputs, name=f"{spec.name}_{config['method']}")
+
+
+def logits_view(model):
+    """`model` ending at its head's pre-sigmoid output: same layers, same weights (training one trains
+    the other). Compile and fit this one with trainables.losses.weighted_bce; save and predict with `model`."""
+    import keras
+
+    try:
+        logits = model.get_layer(LOGITS_LAYER).output
+    except ValueError:
+        raise TrainableConfigError(f"model {model.name!r} has no {LOGITS_LAYER!r} layer (not made by build_model)") from None
+    return keras.Model(model.inputs, logits, name=f"{model.name}_logits")
 
 
 def freeze_backbone(backbone, config: dict) -> None:

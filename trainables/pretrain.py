@@ -4,8 +4,11 @@
     imagenet-F+chestxray8   ImageNet values, frozen through `freeze` (conv4)  (method B on NIH)
     imagenet-I+chestxray8   ImageNet values as initial values, nothing frozen (method C on NIH)
 
-Only the backbone's weights are kept (the 14-finding head is dropped), in the weights directory
-beside a card (weights.WeightCard). Validation uses one fold of the `cv` rows; NIH's official
+Only the backbone's weights are kept (the finding head is dropped), in the weights directory
+beside a card (weights.WeightCard). Defaults are the study's: 30 epochs, Adam at 1e-4, batch 16 when
+everything trains (chestxray8, imagenet-I+chestxray8) and 128 when early stages are frozen
+(imagenet-F+chestxray8). `drop_least_class=True` is the study's least-class drop (14 -> 13 outputs:
+Hernia on ChestX-ray14) when prepare did not drop it already. Validation uses one fold of the `cv` rows; NIH's official
 `test` rows are never used. With a tracking URI the run is logged to MLflow.
 """
 from __future__ import annotations
@@ -24,10 +27,11 @@ PRETRAIN_METHOD = {"random": "D", "imagenet": "C"}  # frozen (imagenet-F) uses B
 EXPERIMENT = "cxrtune-pretrain"
 
 
-def pretrain_config(*, backbone: str, source: str, image_size: int, epochs: int, batch_size: int,
+def pretrain_config(*, backbone: str, source: str, image_size: int, epochs: int, batch_size: int | None,
                     learning_rate: float, freeze: str, seed: int, dropout: float = 0.5) -> dict:
-    """The trial-style config that pretraining trains (checked like any config)."""
-    from trainables.config import check_config
+    """The trial-style config that pretraining trains (checked like any config); batch_size None is the
+    study's for the method (16 for C/D, 128 for B)."""
+    from trainables.config import check_config, default_batch_size
 
     spec = get_source(source)
     if not spec.pretrained_here:
@@ -39,17 +43,19 @@ def pretrain_config(*, backbone: str, source: str, image_size: int, epochs: int,
     return check_config({
         "backbone": backbone, "method": method, "freeze": freeze if frozen else "none",
         "source_weights": "imagenet" if spec.initial_values == "imagenet" else "none",
-        "image_size": image_size, "epochs": epochs, "batch_size": batch_size,
+        "image_size": image_size, "epochs": epochs,
+        "batch_size": default_batch_size(method) if batch_size is None else batch_size,
         "learning_rate": learning_rate, "dropout": dropout, "seed": seed,
     })
 
 
 def pretrain(prepared, *, backbone: str, source: str, weights_dir, image_size: int | None = None,
-             epochs: int = 10, batch_size: int = 32, learning_rate: float = 1e-4, freeze: str = "conv4",
+             epochs: int = 30, batch_size: int | None = None, learning_rate: float = 1e-4, freeze: str = "conv4",
              val_fold: int = 0, seed: int = 0, tracking_uri: str | None = None, data_mode: str = "auto",
-             progress=print) -> WeightCard:
+             drop_least_class: bool = False, progress=print) -> WeightCard:
     """Train `backbone` on the prepared dataset at `prepared` and save `<backbone>.<source>` weights
-    and card in `weights_dir`; returns the card. `freeze` applies to imagenet-F+chestxray8 only."""
+    and card in `weights_dir`; returns the card. `freeze` applies to imagenet-F+chestxray8 only;
+    batch_size None is the study's (see pretrain_config)."""
     pretrain_config(backbone=backbone, source=source, image_size=image_size or 512, epochs=epochs,
                     batch_size=batch_size, learning_rate=learning_rate, freeze=freeze, seed=seed)  # fail early
     spec = get_source(source)
@@ -66,12 +72,13 @@ def pretrain(prepared, *, backbone: str, source: str, weights_dir, image_size: i
     from data.pipeline import make_dataset
     from trainables.backbones import get_backbone
     from trainables.losses import weighted_bce
-    from trainables.model import backbone_of, build_model
+    from trainables.model import backbone_of, build_model, logits_view
     from trainables.report import epoch_reporter
     from trainables.runtime import apply_runtime, plan_runtime, visible_gpus
 
     handle = make_handle(prepared, mode=data_mode)
     loaded = handle.load()
+    loaded, dropped = _drop_least_class(loaded, prepared, progress) if drop_least_class else (loaded, None)
     categories = list(loaded[3])
     image_size = int(image_size or _summary_image_size(prepared))
     config = pretrain_config(backbone=backbone, source=source, image_size=image_size, epochs=epochs,
@@ -83,14 +90,16 @@ def pretrain(prepared, *, backbone: str, source: str, weights_dir, image_size: i
     strategy = apply_runtime(plan, cpus=os.cpu_count())
     keras.utils.set_random_seed(seed)
     beta_p, beta_n = beta_weights(fold.train_y)
+    batch_size = config["batch_size"]
     common = dict(image_size=image_size, batch_size=batch_size, seed=seed,
                   preprocessing=get_backbone(backbone).preprocessing)
     train_data = make_dataset(fold.train_x, fold.train_y, training=True, drop_remainder=plan.drop_remainder, **common)
     val_data = make_dataset(fold.val_x, fold.val_y, training=False, **common)
     with strategy.scope():
         model = build_model(config, weights_dir=None)
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=weighted_bce(beta_p, beta_n),
-                      jit_compile=plan.jit_compile)
+        trainer = logits_view(model)  # the loss reads the head's logits (trainables/losses.py)
+        trainer.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+                        loss=weighted_bce(beta_p, beta_n), jit_compile=plan.jit_compile)
 
     history: list[dict] = []
 
@@ -104,7 +113,7 @@ def pretrain(prepared, *, backbone: str, source: str, weights_dir, image_size: i
         validation_data=val_data, validation_labels=fold.val_y, categories=categories, beta_p=beta_p,
         beta_n=beta_n, n_train=len(fold.train_y), report=record, save_checkpoint=lambda epoch: None,
         checkpoint_every=epochs + 1, last_epoch=epochs, fixed_metrics={"gpus": plan.gpus})
-    model.fit(train_data, epochs=epochs, callbacks=[reporter], verbose=0, shuffle=False)
+    trainer.fit(train_data, epochs=epochs, callbacks=[reporter], verbose=0, shuffle=False)
 
     weights_dir = Path(weights_dir).resolve()
     weights_dir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +122,7 @@ def pretrain(prepared, *, backbone: str, source: str, weights_dir, image_size: i
     backbone_of(model).save_weights(str(partial))
     os.replace(partial, path)
     card = WeightCard(
-        backbone=backbone, source=source, source_dataset=_dataset_name(prepared, len(categories)),
+        backbone=backbone, source=source, source_dataset=_dataset_name(prepared, len(categories), dropped),
         initial_values=spec.initial_values, frozen_depth=config["freeze"] if config["method"] == "B" else "none",
         epochs=epochs, val_auc=float(history[-1]["val_auc"]), sha256=sha256_of(path), image_size=image_size,
         weights_file=path.name, categories=categories, n_train=len(fold.train_y), n_val=len(fold.val_y),
@@ -123,6 +132,27 @@ def pretrain(prepared, *, backbone: str, source: str, weights_dir, image_size: i
         card = _log_to_mlflow(tracking_uri, card, config, history, weights_dir)
     write_card(weights_dir, card)
     return card
+
+
+def _drop_least_class(loaded, prepared, progress):
+    """`loaded` without the category that has the fewest images in the whole prepared set, and its name;
+    unchanged (name None) when prepare dropped the least class already."""
+    import pandas as pd
+
+    from data.labels import drop_least_category
+    from data.manifest import load_prepared
+
+    images_or_paths, labels, manifest, categories = loaded
+    already = load_prepared(prepared).summary.get("least_class_dropped")
+    if already:
+        progress(f"pretrain: the least class ({already}) was dropped by prepare already; keeping {len(categories)} "
+                 "categories")
+        return loaded, None
+    kept, dropped = drop_least_category(pd.DataFrame(np.asarray(labels), columns=list(categories)))
+    keep = [list(categories).index(name) for name in kept]
+    name = next(iter(dropped))
+    progress(f"pretrain: least class {name} ({dropped[name]} images) dropped: {len(kept)} outputs")
+    return (images_or_paths, np.asarray(labels)[:, keep], manifest, kept), name
 
 
 def _validation_split(loaded, *, val_fold: int, seed: int):
@@ -150,12 +180,14 @@ def _summary_image_size(prepared) -> int:
     return int(load_prepared(prepared).summary["image_size"])
 
 
-def _dataset_name(prepared, n_categories: int) -> str:
+def _dataset_name(prepared, n_categories: int, dropped: str | None = None) -> str:
     from data.manifest import load_prepared
 
     summary = load_prepared(prepared).summary
+    least = dropped or summary.get("least_class_dropped")
     return (f"{summary.get('format', 'unknown')} dataset ({summary.get('taxonomy', 'unknown')} taxonomy, "
-            f"{n_categories} categories) at {Path(prepared).resolve()}")
+            f"{n_categories} categories{f', least class {least} dropped' if least else ''}) at "
+            f"{Path(prepared).resolve()}")
 
 
 def _log_to_mlflow(tracking_uri: str, card: WeightCard, config: dict, history: list[dict], weights_dir: Path):

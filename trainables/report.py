@@ -17,7 +17,9 @@ from trainables.metrics import validation_metrics
 def epoch_reporter(*, validation_data, validation_labels, categories, beta_p, beta_n, n_train: int,
                    report: Callable[[dict, object], None], save_checkpoint: Callable[[int], object],
                    checkpoint_every: int, last_epoch: int, fixed_metrics: dict[str, float]):
-    """A callback calling `report(metrics, checkpoint_or_None)` after every epoch.
+    """A callback calling `report(metrics, checkpoint_or_None)` after every epoch, for a model that
+    outputs logits (trainables.model.logits_view): AUC and accuracy score sigmoid(logits), the
+    validation loss the logits themselves, as training does.
     `save_checkpoint(epoch)` runs every `checkpoint_every` epochs and on the last one."""
     import keras
 
@@ -33,9 +35,10 @@ def epoch_reporter(*, validation_data, validation_labels, categories, beta_p, be
         def on_epoch_end(self, epoch, logs=None):
             # Training time only (s): validation scoring below is not part of the epoch's cost.
             epoch_time_s = time.perf_counter() - self.started
-            scores = self.model.predict(validation_data, verbose=0)
-            metrics = validation_metrics(validation_labels, np.asarray(scores), categories,
-                                         beta_p=beta_p, beta_n=beta_n)
+            logits = np.asarray(self.model.predict(validation_data, verbose=0), dtype="float64")
+            scores = 0.5 * (1.0 + np.tanh(0.5 * logits))  # sigmoid without overflow warnings
+            metrics = validation_metrics(validation_labels, scores, categories, beta_p=beta_p, beta_n=beta_n,
+                                         logits=logits)
             metrics.update({
                 "epoch": float(epoch + 1),
                 "train_loss": float((logs or {}).get("loss", float("nan"))),

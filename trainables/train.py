@@ -74,7 +74,7 @@ def fit_fold(config: dict, data, *, report: Callable[[dict, Path | None], None],
     from data.pipeline import make_dataset
     from trainables.checkpoint import restore_checkpoint, save_checkpoint
     from trainables.losses import weighted_bce
-    from trainables.model import build_model, parameter_counts
+    from trainables.model import build_model, logits_view, parameter_counts
     from trainables.report import epoch_reporter
     from trainables.runtime import apply_runtime, plan_runtime, visible_gpus
 
@@ -101,23 +101,24 @@ def fit_fold(config: dict, data, *, report: Callable[[dict, Path | None], None],
 
     with strategy.scope():
         model = build_model(config)
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate=config["learning_rate"]),
-                      loss=weighted_bce(beta_p, beta_n),
-                      metrics=[keras.metrics.BinaryAccuracy(name="binary_accuracy")],
-                      jit_compile=plan.jit_compile)
-        initial_epoch = restore_checkpoint(model, resume_from, config=config) if resume_from else 0
+        trainer = logits_view(model)  # the loss reads logits; `model` (probabilities) shares its weights
+        trainer.compile(optimizer=keras.optimizers.Adam(learning_rate=config["learning_rate"]),
+                        loss=weighted_bce(beta_p, beta_n),
+                        metrics=[keras.metrics.BinaryAccuracy(name="binary_accuracy", threshold=0.0)],  # logit 0 = p 0.5
+                        jit_compile=plan.jit_compile)
+        initial_epoch = restore_checkpoint(trainer, resume_from, config=config) if resume_from else 0
     trainable, total = parameter_counts(model)
     root = Path(checkpoint_root) if checkpoint_root else Path(tempfile.mkdtemp(prefix="cxrtune-ckpt-"))
 
     reporter = epoch_reporter(
         validation_data=val_data, validation_labels=fold.val_y, categories=fold.categories,
         beta_p=beta_p, beta_n=beta_n, n_train=len(fold.train_y), report=report,
-        save_checkpoint=lambda epoch: save_checkpoint(model, root / f"epoch_{epoch:04d}", epoch=epoch, config=config),
+        save_checkpoint=lambda epoch: save_checkpoint(trainer, root / f"epoch_{epoch:04d}", epoch=epoch, config=config),
         checkpoint_every=config["checkpoint_every"], last_epoch=config["epochs"],
         fixed_metrics={"trainable_params": trainable, "total_params": total, "gpus": plan.gpus},
     )
     if initial_epoch < config["epochs"]:
-        model.fit(train_data, epochs=config["epochs"], initial_epoch=initial_epoch,
+        trainer.fit(train_data, epochs=config["epochs"], initial_epoch=initial_epoch,
                   callbacks=[reporter], verbose=0, shuffle=False)  # the pipeline shuffles
     return model
 
