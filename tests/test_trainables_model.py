@@ -7,7 +7,7 @@ import pytest
 
 from trainables.backbones import get_backbone
 from trainables.errors import WeightsError
-from trainables.model import backbone_of, build_model, first_trainable_index, frozen_conv_count
+from trainables.model import backbone_of, build_model, first_trainable_index, frozen_conv_count, logits_view
 from trainables.weights import (WeightCard, available_weights, imagenet_cached, imagenet_path, read_card,
                                 sha256_of, weights_file, write_card)
 
@@ -37,13 +37,16 @@ def test_method_b_freezes_exactly_the_studys_convolutions(backbone, stages, conv
 def test_methods_a_c_d_and_the_head():
     a = build_model(config(method="A", freeze="all"), load_weights=False)
     assert not backbone_of(a).trainable_weights
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    logits = logits_view(a)(x, training=False)  # the same weights, before the sigmoid: what training fits
+    np.testing.assert_allclose(np.asarray(a(x, training=False)), 1 / (1 + np.exp(-np.asarray(logits))), rtol=1e-5)
     assert [w.name for w in a.trainable_weights] == ["kernel", "bias"]  # the dense head only
     c = build_model(config(method="C", freeze="none"), load_weights=False)
     d = build_model(config(method="D", freeze="none", source_weights="none"), load_weights=True)
     for model in (c, d):
         assert frozen_conv_count(backbone_of(model)) == 0
-    head = d.get_layer("predictions")
-    assert head.units == 3 and head.dtype_policy.name == "float32"
+    head, output = d.get_layer("logits"), d.get_layer("predictions")  # dense logits, then the sigmoid
+    assert head.units == 3 and head.dtype_policy.name == "float32" and output.dtype_policy.name == "float32"
     assert d.output_shape == (None, 3)
 
 

@@ -52,7 +52,7 @@ def logits_view(model):
         logits = model.get_layer(LOGITS_LAYER).output
     except ValueError:
         raise TrainableConfigError(f"model {model.name!r} has no {LOGITS_LAYER!r} layer (not made by build_model)") from None
-    return keras.Model(model.inputs, logits, name=f"{model.name}_logits")
+    return keras.Model(model.input, logits, name=f"{model.name}_logits")  # .input: the same structure
 
 
 def freeze_backbone(backbone, config: dict) -> None:
