@@ -5,16 +5,44 @@ import pandas as pd
 import pytest
 
 from data.errors import DataError
-from data.labels import drop_rare_categories, encode_labels, load_taxonomy, read_hospital_labels
+from data.labels import (drop_least_category, drop_rare_categories, encode_labels, load_taxonomy, normalise_name,
+                         read_hospital_labels)
+
+# The study's table as it spells it: category -> sub-categories (the illegible one named by cxrtune).
+STUDY_TABLE = {
+    "normal": ["normal"],
+    "aortic calcification": ["aortic arch atherosclerotic plaque", "aortic arch calcification",
+                             "aortic calcification other", "aortic wall calcification"],
+    "arterial curvature": ["aortic curvature", "thoracic vertebral artery curvature"],
+    "abnormal lung fields": ["small pulmonary nodules", "shadows of pulmonary nodules", "tuberculosis",
+                             "pulmonary fibrosis"],
+    "increased lung patterns": ["increased lung streak", "lung field infiltration", "obvious hilar"],
+    "spinal lesions": ["degenerative joint disease of the thoracic spine", "scoliosis"],
+    "intercostal pleural thickening": ["intercostal pleural thickening"],
+    "cardiac hypertrophy": ["cardiac hypertrophy"],
+    "heart pacemaker placement": ["heart pacemaker placement"],
+}
 
 
-def test_study_taxonomy_maps_19_subcategories_to_8_findings_plus_normal():
+def test_study_taxonomy_is_the_studys_table_19_subcategories_in_9_categories():
     study = load_taxonomy("study")
-    assert study.name == "study" and study.normal == ("normal",)
-    assert len(study.categories) == 8
-    assert sum(len(names) for names in study.categories.values()) + len(study.normal) == 19
-    assert study.category_of()["aortic_knob_calcification"] == "aortic_calcification"
-    assert study.category_of()["normal"] is None
+    assert study.name == "study" and study.normal == ()  # normal is a category with an output, as in the study
+    assert list(study.categories) == [normalise_name(name) for name in STUDY_TABLE]
+    assert sum(len(names) for names in study.categories.values()) == 19
+    for category, names in STUDY_TABLE.items():
+        assert [study.category_of()[normalise_name(name)] for name in names] == [normalise_name(category)] * len(names)
+
+
+@pytest.mark.parametrize("spelling", [str.lower, str.upper, str.title, lambda name: name.replace(" ", "_"),
+                                      lambda name: name.replace(" ", "-").title(), lambda name: f"  {name}  "])
+def test_the_studys_spellings_are_accepted_whatever_the_case_and_separators(spelling):
+    study = load_taxonomy("study")
+    names = [name for names in STUDY_TABLE.values() for name in names]
+    encoded = encode_labels(pd.Series([spelling(name) for name in names]), study, where="labels.csv")
+    want = [normalise_name(category) for category, subs in STUDY_TABLE.items() for _ in subs]
+    assert [encoded.columns[row.argmax()] for row in encoded.to_numpy()] == want
+    assert (encoded.sum(axis=1) == 1).all()
+    assert normalise_name("Obvious-Hilar") == normalise_name("obvious  hilar") == "obvious_hilar"
 
 
 def test_nih_taxonomy_has_the_14_findings_in_order():
@@ -37,6 +65,7 @@ def test_taxonomy_from_a_yaml_path_round_trips(tmp_path):
     ("name: x\ncategories: {}\n", "categories"),
     ("name: x\ncategories:\n  a: [n]\n  b: [n]\n", "listed under both"),
     ("name: x\nnormal: [n]\ncategories:\n  a: [n]\n", "listed under both"),
+    ("name: x\ncategories:\n  a: [Obvious Hilar]\n  b: [obvious_hilar]\n", "listed under both.*ignoring case"),
     ("name: [unclosed\n", "not valid YAML"),
 ])
 def test_bad_taxonomy_files_name_the_problem(tmp_path, text, message):
@@ -51,26 +80,30 @@ def test_unknown_taxonomy_name_lists_the_builtins():
         load_taxonomy("nope")
 
 
-def test_encode_labels_is_multi_hot_and_normal_is_all_zero():
+def test_encode_labels_is_multi_hot_and_nih_no_finding_is_all_zero():
     study = load_taxonomy("study")
-    texts = pd.Series(["normal", "nodule|pacemaker", "mass|nodule", " cardiomegaly "])
+    texts = pd.Series(["normal", "tuberculosis|heart pacemaker placement", "tuberculosis|pulmonary_fibrosis",
+                       " cardiac hypertrophy "])
     encoded = encode_labels(texts, study, where="labels.csv")
     assert list(encoded.columns) == list(study.categories)
-    assert encoded.loc[0].sum() == 0
-    assert encoded.loc[1, "abnormal_lung_field"] == 1 and encoded.loc[1, "heart_pacemaker"] == 1
+    assert encoded.loc[0].tolist() == [1] + [0] * 8  # the study's normal is a category of its own
+    assert encoded.loc[1, "abnormal_lung_fields"] == 1 and encoded.loc[1, "heart_pacemaker_placement"] == 1
     assert encoded.loc[2].sum() == 1  # two sub-categories of one category: one positive
     assert encoded.loc[3, "cardiac_hypertrophy"] == 1
     assert encoded.dtypes.unique().tolist() == ["uint8"]
+    nih = encode_labels(pd.Series(["No Finding", "no_finding", "pleural thickening|EFFUSION"]), load_taxonomy("nih"),
+                        where="x")
+    assert nih.loc[:1].to_numpy().sum() == 0 and nih.loc[2, ["Pleural_Thickening", "Effusion"]].tolist() == [1, 1]
 
 
 def test_unknown_label_names_are_all_listed():
-    with pytest.raises(DataError, match="label names not in taxonomy 'study': banana, kiwi; accepted: "):
-        encode_labels(pd.Series(["kiwi|nodule", "banana", "normal"]), load_taxonomy("study"), where="x.csv")
+    with pytest.raises(DataError, match="label names not in taxonomy 'study': banana, kiwi; accepted .*obvious_hilar"):
+        encode_labels(pd.Series(["kiwi|scoliosis", "banana", "normal"]), load_taxonomy("study"), where="x.csv")
 
 
 def test_a_row_without_labels_is_an_error_not_a_guess():
     with pytest.raises(DataError, match="no labels.*'normal'"):
-        encode_labels(pd.Series(["nodule", ""]), load_taxonomy("study"), where="x.csv")
+        encode_labels(pd.Series(["scoliosis", ""]), load_taxonomy("study"), where="x.csv")
 
 
 def test_rare_categories_are_dropped_and_reported():
@@ -79,6 +112,13 @@ def test_rare_categories_are_dropped_and_reported():
     assert kept == ["a", "c"] and dropped == {"b": 1}
     with pytest.raises(DataError, match="every category"):
         drop_rare_categories(labels, 10)
+
+
+def test_the_least_category_is_dropped_and_reported():
+    labels = pd.DataFrame({"a": [1, 1, 1, 0], "b": [1, 0, 0, 0], "c": [0, 1, 0, 1], "d": [0, 0, 1, 0]})
+    assert drop_least_category(labels) == (["a", "c", "d"], {"b": 1})  # a tie: the first in order goes
+    with pytest.raises(DataError, match="at least 2 categories"):
+        drop_least_category(labels[["a"]])
 
 
 def test_hospital_labels_csv_is_read_and_checked(tmp_path):

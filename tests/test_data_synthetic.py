@@ -16,8 +16,9 @@ from data.errors import DataError
 from data.render import draw_chest, lung_fields, render_chest
 from data.render_findings import SIGNATURES
 from data.render_findings_nih import NIH_SIGNATURES
-from data.synthetic import (HOSPITAL_CATEGORIES, NIH_COUNTS, NIH_HEADER, label_model, write_hospital,
-                            write_nih)
+from data.render_study import STUDY_SIGNATURES
+from data.synthetic import (HOSPITAL_CATEGORIES, NIH_COUNTS, NIH_HEADER, STUDY_TABLE, hospital_label_texts,
+                            label_model, write_hospital, write_nih)
 from data.synthetic_dicom import Patient, Study, radiograph_dataset, write_dicom
 
 TAXONOMIES = Path(__file__).resolve().parents[1] / "data" / "taxonomies"
@@ -72,9 +73,9 @@ def test_same_seed_writes_the_same_bytes_and_another_seed_does_not(tmp_path, hos
 
 def test_generator_categories_are_the_study_taxonomy():
     study = yaml.safe_load((TAXONOMIES / "study.yaml").read_text())
-    assert {name: sorted(subs) for name, subs in study["categories"].items()} == {
-        name: sorted(shares) for name, (_, shares) in HOSPITAL_CATEGORIES.items()}
-    assert set(SIGNATURES) == {sub for subs in study["categories"].values() for sub in subs}
+    assert {name: subs for name, subs in study["categories"].items()} == {
+        "normal": ["normal"], **{name: list(shares) for name, (_, shares) in HOSPITAL_CATEGORIES.items()}}
+    assert set(STUDY_SIGNATURES) == {sub for subs in study["categories"].values() for sub in subs} - {"normal"}
     nih = yaml.safe_load((TAXONOMIES / "nih.yaml").read_text())
     assert set(nih["categories"]) == set(NIH_COUNTS) == set(NIH_SIGNATURES)
 
@@ -88,11 +89,50 @@ def sampled_shares(dataset_format: str, prevalence: str, n: int = 6000) -> tuple
 
 def test_study_prevalence_is_imbalanced_like_the_hospital_set():
     normal, shares = sampled_shares("hospital", "study")
-    assert 0.64 <= normal <= 0.72
-    assert 0.0 < shares["heart_pacemaker"] < 0.01  # the rarest category: well under 1%
-    assert max(shares, key=shares.get) == "aortic_calcification"
+    assert normal == pytest.approx(1314 / 1924, abs=0.02)
+    assert 0.0 < shares["heart_pacemaker_placement"] < 0.01  # the rarest category: well under 1%
+    assert set(sorted(shares, key=shares.get)[-2:]) == {"increased_lung_patterns", "spinal_lesions"}  # 154, 151
     for name, (target, _) in HOSPITAL_CATEGORIES.items():
-        assert shares[name] == pytest.approx(target, rel=0.35, abs=0.003), name
+        assert shares[name] == pytest.approx(target, rel=0.2, abs=0.002), name
+    model, rng = label_model("hospital", "study"), np.random.default_rng(1)
+    assert {len(model.sample(rng)) for _ in range(2000)} == {0, 1}  # one category per image, as in the study
+    _, multi = sampled_shares("hospital", "study-multilabel")
+    assert multi["aortic_calcification"] > 1.2 * HOSPITAL_CATEGORIES["aortic_calcification"][0]
+
+
+def test_a_study_sized_synthetic_set_parses_into_the_studys_table():
+    """1,924 images at study prevalence, labels written in the study's own spellings (random case and
+    separators), parse into the 9 categories with the table's counts within sampling error.
+
+    Sampling error: a count of a category with share p is binomial (sd sqrt(n p (1 - p))), inflated because
+    a patient's 1-3 images share their findings (design effect E[k^2] / E[k] = 2.4 / 1.4 = 1.71); every
+    count must lie within 4 such sd of the table's (a 1-in-16,000 miss per count if the sampler is right)."""
+    from data.labels import encode_labels, load_taxonomy
+
+    texts = hospital_label_texts(1924, seed=0)
+    rng = np.random.default_rng(0)
+    styles = [str.upper, str.title, lambda t: t.replace("_", " "), lambda t: t.replace("_", "-").title(), str]
+    spelled = pd.Series(["|".join(styles[rng.integers(len(styles))](name) for name in text.split("|"))
+                         for text in texts])
+    encoded = encode_labels(spelled, load_taxonomy("study"), where="synthetic")
+    assert len(encoded) == 1924 and (encoded.sum(axis=1) == 1).all()
+    table = {"normal": {"normal": 1314}, **STUDY_TABLE}
+    names = pd.Series([name for text in texts for name in text.split("|")]).value_counts()
+
+    def within_sampling_error(count, expected):
+        share = expected / 1924
+        return abs(int(count) - expected) <= 4 * np.sqrt(1924 * share * (1 - share) * 2.4 / 1.4)
+
+    for category, subs in table.items():
+        assert within_sampling_error(encoded[category].sum(), sum(subs.values())), (category, encoded[category].sum())
+        for name, expected in subs.items():
+            assert within_sampling_error(names.get(name, 0), expected), (name, names.get(name, 0))
+
+
+def test_the_fast_label_sampler_is_what_write_hospital_writes(hospital):
+    out, summary = hospital
+    labels = pd.read_csv(out / "labels.csv")["labels"].tolist()[:summary["n_images"]]
+    assert labels == hospital_label_texts(summary["n_images"], seed=3)
 
 
 def test_nih_study_prevalence_follows_nih_counts():
@@ -109,7 +149,7 @@ def test_balanced_prevalence_gives_every_category_many_positives(dataset_format)
 
 
 def test_bad_options_are_refused_before_anything_is_written(tmp_path):
-    with pytest.raises(DataError, match="prevalence must be one of study, balanced"):
+    with pytest.raises(DataError, match="prevalence must be one of study, balanced, study-multilabel"):
         write_hospital(tmp_path / "x", n_images=2, prevalence="uniform")
     with pytest.raises(DataError, match="n_duplicates must be an integer >= 0"):
         write_hospital(tmp_path / "x", n_images=2, n_duplicates=-1)
@@ -155,6 +195,7 @@ WHERE = {
     "compression_fracture": (MIDLINE, 0.85),
     "Hernia": (np.abs(X) < 0.3, 0.85),
     "apical_cap": (Y < -0.35, 0.9),
+    "aortic_wall_calcification": ((X > -0.05) & (X < 0.4) & (Y > -0.6) & (Y < 0.6), 0.85),
     "Emphysema": (np.ones_like(X, dtype=bool), 1.0),
 }
 
@@ -168,7 +209,9 @@ def grown_lungs(seed: int) -> np.ndarray:
     return grown
 
 
-ALL_SIGNATURES = {**SIGNATURES, **NIH_SIGNATURES}  # hospital names are lower case, NIH's capitalised
+# Drawings by name (hospital lower case, NIH capitalised), and the three drawn only for study sub-categories.
+ALL_SIGNATURES = {**SIGNATURES, **NIH_SIGNATURES,
+                  **{name: STUDY_SIGNATURES[name] for name in ("aortic_wall_calcification", "obvious_hilar", "tuberculosis")}}
 
 
 def downsized_change(name: str, seed: int) -> np.ndarray:
@@ -387,7 +430,7 @@ def test_categories_are_learnable_from_32_px_pixels_by_a_linear_model():
     for index in range(240):
         rng = np.random.default_rng([11, index])
         chest, drawn = draw_chest(rng), model.sample(rng)
-        signatures = [SIGNATURES[name] for name in hospital_subcategories(drawn, rng)]
+        signatures = [STUDY_SIGNATURES[name] for name in hospital_subcategories(drawn, rng)]
         image = render_chest(chest, signatures, image_size=64, rng=rng).reshape(32, 2, 32, 2).mean(axis=(1, 3))
         pixels.append(image.ravel())
         labels.append([category in drawn for category in categories])
