@@ -122,7 +122,7 @@ def encode_labels(label_texts: pd.Series, taxonomy: Taxonomy, *, where: str) -> 
                       if normalise_name(name) not in mapping})
     if unknown:
         raise DataError(f"{where}: label names not in taxonomy {taxonomy.name!r}: {', '.join(unknown)}; "
-                        f"accepted (any case; spaces, '_' and '-' alike): {', '.join(sorted(mapping))}")
+                        f"accepted: {', '.join(sorted(mapping))} (case, spaces, '_' and '-' do not matter)")
     empty = [str(index) for index, names in split.items() if not names]
     if empty:
         normal = taxonomy.normal[0] if taxonomy.normal else next(

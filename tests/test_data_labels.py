@@ -97,7 +97,7 @@ def test_encode_labels_is_multi_hot_and_nih_no_finding_is_all_zero():
 
 
 def test_unknown_label_names_are_all_listed():
-    with pytest.raises(DataError, match="label names not in taxonomy 'study': banana, kiwi; accepted .*obvious_hilar"):
+    with pytest.raises(DataError, match="label names not in taxonomy 'study': banana, kiwi; accepted: .*obvious_hilar"):
         encode_labels(pd.Series(["kiwi|scoliosis", "banana", "normal"]), load_taxonomy("study"), where="x.csv")
 
 

@@ -14,6 +14,7 @@ import pytest
 from data import load_prepared
 from data import conversion
 from data.errors import DataError
+from data.labels import encode_labels, load_taxonomy
 from data.prepare import prepare_hospital, prepare_nih
 
 SALT = "test-salt"
@@ -67,7 +68,7 @@ def test_real_folder_every_file_accepted_rejected_or_duplicate(shared_data, tmp_
     (folder / "extra" / "README.txt").write_text("export notes\n")
     labelled = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()
                       and path.name != "README.txt")
-    labels = pd.DataFrame({"image": labelled, "labels": ["nodule|pacemaker" if "ModalitySequence" in name else "normal"
+    labels = pd.DataFrame({"image": labelled, "labels": ["Tuberculosis|heart pacemaker placement" if "ModalitySequence" in name else "normal"
                                                          for name in labelled]})
     labels.to_csv(tmp_path / "labels.csv", index=False)
 
@@ -89,10 +90,10 @@ def test_real_folder_every_file_accepted_rejected_or_duplicate(shared_data, tmp_
     assert manifest.loc["shared/CR-MONO1-10-chest.dcm", "image_id"] == "1.2.392.200036.9125.0.19950720112207"
     assert manifest.loc["shared/highdicom_dx_image.dcm", ["original_rows", "original_cols"]].tolist() == [169, 211]
     assert manifest.loc["shared/siim_chest_pa_jpeg_baseline.dcm", "pixel_spacing_row_mm"] == pytest.approx(0.168)
-    assert manifest.loc["shared/CR-ModalitySequenceLUT.dcm", "abnormal_lung_field"] == 1
+    assert manifest.loc["shared/CR-ModalitySequenceLUT.dcm", ["abnormal_lung_fields", "normal"]].tolist() == [1, 0]
     assert manifest["patient_key"].str.fullmatch(r"[0-9a-f]{16}").all()
     assert all(path.is_file() for path in prepared.image_paths())
-    assert prepared.labels().shape == (5, 8) and prepared.labels().dtype == np.uint8
+    assert prepared.labels().shape == (5, 9) and prepared.labels().dtype == np.uint8  # the study's 9 categories
     assert sorted(path.name for path in (tmp_path / "out" / "images").iterdir()) == \
         sorted(Path(path).name for path in prepared.manifest["image_path"])
 
@@ -332,6 +333,22 @@ def test_rare_categories_are_dropped_from_manifest_and_reported(synthetic_hospit
     prepared = load_prepared(tmp_path / "some")
     assert not set(expected_dropped) & set(prepared.manifest.columns)
     assert summary["counts"]["accepted"] == full["counts"]["accepted"]  # images are kept
+
+
+def test_the_studys_least_class_drop_leaves_8_hospital_categories(synthetic_hospital, tmp_path):
+    from search.cli import main
+
+    code = main(["prepare", str(synthetic_hospital), "--out", str(tmp_path / "out"), "--image-size", "32",
+                 "--salt", SALT, "--workers", "1", "--quiet", "--drop-least-class"])
+    prepared = load_prepared(tmp_path / "out")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    labels = pd.read_csv(synthetic_hospital / "labels.csv")
+    assert code == 0 and len(load_taxonomy("study").categories) == 9 and len(prepared.categories) == 8
+    least = summary["least_class_dropped"]
+    encoded = encode_labels(labels["labels"], load_taxonomy("study"), where="x")[:16]  # the 16 distinct images
+    assert least not in prepared.categories and summary["dropped_categories"] == {least: int(encoded[least].sum())}
+    assert int(encoded[least].sum()) == int(encoded.sum().min())
+    assert summary["counts"]["accepted"] == 16 and prepared.labels().shape == (16, 8)
 
 
 def bad_hospital_inputs(tmp_path: Path, synthetic_hospital: Path) -> dict[str, tuple[Path, Path, str]]:
