@@ -114,7 +114,7 @@ def test_gradcam_matches_class_activation_map_and_writes_overlays(final_model, d
 
     backbone, _ = split_backbone_head(model)
     features = backbone(batch, training=False).numpy()
-    dense = model.get_layer("predictions").get_weights()[0]  # channels x categories
+    dense = model.get_layer("logits").get_weights()[0]  # channels x categories (the sigmoid follows)
     expected = np.maximum(np.einsum("nhwk,kn->nhw", features, dense[:, classes]), 0)
     expected = expected / np.maximum(expected.max(axis=(1, 2), keepdims=True), 1e-12)
     expected = tf.image.resize(expected[..., None], (IMAGE_SIZE, IMAGE_SIZE))[..., 0].numpy()
