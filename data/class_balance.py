@@ -5,7 +5,8 @@ matrix of the training part, with |P| its ones and |N| its zeros,
 
     beta_P = (|P| + |N|) / |P|        beta_N = (|P| + |N|) / |N|
 
-so the loss is  -beta_P * y * log(p) - beta_N * (1 - y) * log(1 - p), summed over the matrix. Ones are rare in
+so the loss is  -beta_P * y * log(p) - beta_N * (1 - y) * log(1 - p), averaged over the matrix's entries
+(trainables/losses.py: the mean over categories, then over examples; computed from logits). Ones are rare in
 chest X-ray labels, so beta_P is large and beta_N is close to 1. `per_category=True` gives the same ratios
 counted per column instead (one pair per category), for categories whose prevalences differ widely.
 """
