@@ -3,7 +3,8 @@
 `write_hospital` writes DICOM files in subfolders plus `labels.csv` (the study's 19 sub-category names);
 `write_nih` writes PNGs plus NIH's `Data_Entry_2017.csv`, `train_val_list.txt` and `test_list.txt`.
 Both draw patients with data/render.py and findings with data/render_findings.py (via data/render_study.py
-for the hospital's sub-categories), so their findings share signatures. Everything is a function of `seed`: each patient and each image has its own random
+for the hospital's sub-categories), so their findings share signatures.
+Everything is a function of `seed`: each patient and each image has its own random
 stream (numpy SeedSequence keyed by seed and index), so the same seed writes the same bytes.
 
 Prevalence: "study" draws each hospital image's one category from the study's table (68.3% normal,
@@ -105,8 +106,8 @@ def hospital_label_texts(n_images: int, *, seed: int = 0, prevalence: str = "stu
     """The `labels` column write_hospital(n_images=..., seed=..., prevalence=...) writes for its distinct
     radiographs, in order, without rendering anything (for checking prevalences on study-sized sets)."""
     model, structure = label_model("hospital", prevalence), np.random.default_rng([seed, 0])
-    return [("|".join(labels) or "normal") for *_, labels, n_studies in _hospital_patients(seed, n_images, model, structure)
-            for _ in range(n_studies)]
+    patients = _hospital_patients(seed, n_images, model, structure)
+    return [("|".join(labels) or "normal") for *_, labels, n_studies in patients for _ in range(n_studies)]
 
 
 def _hospital_patients(seed: int, n_images: int, model: LabelModel, structure: np.random.Generator):
@@ -148,7 +149,8 @@ def write_hospital(out_dir: Path | str, *, n_images: int, seed: int = 0, image_s
             index = len(written)
             image_rng = np.random.default_rng([seed, 2, index])
             study = make_study(image_rng, seed, patient_number, visit)
-            image = render_chest(chest, [STUDY_SIGNATURES[name] for name in labels], image_size=image_size, rng=image_rng)
+            signatures = [STUDY_SIGNATURES[name] for name in labels]
+            image = render_chest(chest, signatures, image_size=image_size, rng=image_rng)
             if image_rng.random() < 0.3:  # a narrower detector or collimation: non-square files exist
                 margin = image_size // 12
                 image = image[:, margin:image_size - margin]

@@ -68,7 +68,8 @@ def test_real_folder_every_file_accepted_rejected_or_duplicate(shared_data, tmp_
     (folder / "extra" / "README.txt").write_text("export notes\n")
     labelled = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()
                       and path.name != "README.txt")
-    labels = pd.DataFrame({"image": labelled, "labels": ["Tuberculosis|heart pacemaker placement" if "ModalitySequence" in name else "normal"
+    finding = "Tuberculosis|heart pacemaker placement"  # the study's spelling
+    labels = pd.DataFrame({"image": labelled, "labels": [finding if "ModalitySequence" in name else "normal"
                                                          for name in labelled]})
     labels.to_csv(tmp_path / "labels.csv", index=False)
 

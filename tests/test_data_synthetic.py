@@ -211,7 +211,8 @@ def grown_lungs(seed: int) -> np.ndarray:
 
 # Drawings by name (hospital lower case, NIH capitalised), and the three drawn only for study sub-categories.
 ALL_SIGNATURES = {**SIGNATURES, **NIH_SIGNATURES,
-                  **{name: STUDY_SIGNATURES[name] for name in ("aortic_wall_calcification", "obvious_hilar", "tuberculosis")}}
+                  **{name: STUDY_SIGNATURES[name]
+                     for name in ("aortic_wall_calcification", "obvious_hilar", "tuberculosis")}}
 
 
 def downsized_change(name: str, seed: int) -> np.ndarray:

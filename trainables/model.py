@@ -51,7 +51,8 @@ def logits_view(model):
     try:
         logits = model.get_layer(LOGITS_LAYER).output
     except ValueError:
-        raise TrainableConfigError(f"model {model.name!r} has no {LOGITS_LAYER!r} layer (not made by build_model)") from None
+        raise TrainableConfigError(
+            f"model {model.name!r} has no {LOGITS_LAYER!r} layer (not made by build_model)") from None
     return keras.Model(model.input, logits, name=f"{model.name}_logits")  # .input: the same structure
 
 

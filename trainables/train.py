@@ -104,7 +104,8 @@ def fit_fold(config: dict, data, *, report: Callable[[dict, Path | None], None],
         trainer = logits_view(model)  # the loss reads logits; `model` (probabilities) shares its weights
         trainer.compile(optimizer=keras.optimizers.Adam(learning_rate=config["learning_rate"]),
                         loss=weighted_bce(beta_p, beta_n),
-                        metrics=[keras.metrics.BinaryAccuracy(name="binary_accuracy", threshold=0.0)],  # logit 0 = p 0.5
+                        # threshold 0 on logits is 0.5 on probabilities
+                        metrics=[keras.metrics.BinaryAccuracy(name="binary_accuracy", threshold=0.0)],
                         jit_compile=plan.jit_compile)
         initial_epoch = restore_checkpoint(trainer, resume_from, config=config) if resume_from else 0
     trainable, total = parameter_counts(model)
