@@ -126,3 +126,161 @@ def test_the_cli_takes_the_flag(tmp_path, capsys):
 
     assert main(["search", "--allow-unauthenticated-tracking", "--out", str(tmp_path)]) == 2
     assert "a new search needs --data, --space, --name" in capsys.readouterr().err
+
+
+# ----- one search against a real `mlflow server --app-name basic-auth`, grepped for planted secrets -----
+
+PLANTED = {"MLFLOW_TRACKING_PASSWORD": "planted-mlflow-password-7f3a9c",
+           "CXRTUNE_SALT": "planted-patient-salt-41d2e8",
+           "AWS_SECRET_ACCESS_KEY": "planted-cloud-key-9b6c05"}
+SERVER_START_TIMEOUT_S = 300  # two processes import MLflow and migrate two sqlite stores: slow on a busy machine
+SEARCH_TIMEOUT_S = 400
+
+
+@pytest.fixture
+def basic_auth_server(tmp_path):
+    """`mlflow server --app-name basic-auth` on 127.0.0.1 with examples/mlflow-basic-auth.ini (its user store
+    moved into tmp_path) and the admin password from the environment; yields (port, server folder)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    from test_examples_security import EXAMPLES
+    from test_search_tuner import migrated_store
+
+    folder = tmp_path / "server"
+    folder.mkdir()
+    ini = (EXAMPLES / "mlflow-basic-auth.ini").read_text().replace(
+        "sqlite:////mlflow/basic_auth.db", f"sqlite:///{folder / 'basic_auth.db'}")
+    (folder / "basic_auth.ini").write_text(ini)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_TRACKING_")}
+    env.update(MLFLOW_AUTH_CONFIG_PATH=str(folder / "basic_auth.ini"), MLFLOW_AUTH_ADMIN_USERNAME="admin",
+               MLFLOW_AUTH_ADMIN_PASSWORD=PLANTED["MLFLOW_TRACKING_PASSWORD"],
+               MLFLOW_FLASK_SERVER_SECRET_KEY="test-only-csrf-key-0123456789")
+    hosts = f"{HOST_NAME},{HOST_NAME}:{port},127.0.0.1,127.0.0.1:{port},localhost:{port}"
+    command = [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth", "--host", "127.0.0.1",
+               "--port", str(port), "--allowed-hosts", hosts, "--workers", "1",
+               "--backend-store-uri", migrated_store(folder / "mlflow.db"),
+               "--artifacts-destination", str(folder / "artifacts")]
+    log = open(folder / "server.log", "wb")
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder,
+                              start_new_session=True)
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    try:
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield port, folder
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+        log.close()
+
+
+def search_with_planted_secrets(out_dir, ray_dir, uri: str):
+    """A 2-trial scripted search in its own process and its own local Ray (temp dir `ray_dir`), with the
+    planted secrets in the environment that the driver and, through Ray, every worker inherit."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    tests_dir = Path(__file__).resolve().parent
+    script = textwrap.dedent(f"""
+        import json, os, sys
+        sys.path[:0] = [{str(tests_dir.parent)!r}, {str(tests_dir)!r}]
+        import ray
+        ray.init(_temp_dir={str(ray_dir)!r}, num_cpus=2, include_dashboard=False, configure_logging=False)
+        import test_search_tuner as scripted
+        scripted.pickle_by_value()
+        from search.errors import SearchError
+        from search.tuner import run_search
+
+        common = dict(data=scripted.ScriptedData({{1e-4: 0.6}}), space=scripted.scripted_space([1e-4], epochs=1),
+                      out_dir={str(out_dir)!r}, n_folds=2, scheduler="fifo", trainable=scripted.scripted_fold,
+                      tracking_uri={uri!r}, progress_interval_s=0)
+        result = {{"ray_auth_mode": os.environ.get("RAY_AUTH_MODE")}}
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = "wrong-password-0000"
+        try:
+            run_search(name="wrong", **common)
+        except SearchError as error:
+            result["wrong"] = str(error)
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = {PLANTED["MLFLOW_TRACKING_PASSWORD"]!r}
+        run_search(name="secure", **common)
+        print("RESULT " + json.dumps(result), flush=True)
+        ray.shutdown()
+    """)
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_AUTH", "RAY_AUTH"))}
+    env.update(PLANTED, MLFLOW_TRACKING_USERNAME="admin")
+    env.pop("MLFLOW_FLASK_SERVER_SECRET_KEY", None)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=SEARCH_TIMEOUT_S,
+                          cwd=out_dir, env=env)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, f"search failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return json.loads(lines[-1][len("RESULT "):]), done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_a_search_logs_to_a_basic_auth_server_and_leaks_no_secret(basic_auth_server, tmp_path, monkeypatch):
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import requests
+
+    from search.security import PROBE_PATH
+
+    port, server_folder = basic_auth_server
+    # the host name, when it points at this machine's loopback, makes the URI a non-loopback one
+    by_name = host_name_address().startswith("127.")
+    uri = f"http://{HOST_NAME if by_name else '127.0.0.1'}:{port}"
+    assert requests.get(uri + PROBE_PATH, timeout=10).status_code == 401  # no credentials, no answer
+    assert requests.get(uri + PROBE_PATH, timeout=10, auth=("admin", "wrong-password-0000")).status_code == 401
+
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    ray_dir = Path(tempfile.mkdtemp(prefix="cxr-ray-", dir="/tmp"))  # short: Ray's socket paths have a limit
+    try:
+        result, printed = search_with_planted_secrets(out_dir, ray_dir, uri)
+        assert result["ray_auth_mode"] == "token" and "without token authentication" not in printed
+        assert "refused the driver's credentials" in result["wrong"] and "wrong-password" not in result["wrong"]
+        assert not (out_dir / "wrong" / "search.json").exists()
+        if by_name:
+            assert f"credentials for {HOST_NAME}:{port} travel unencrypted over http://" in printed
+
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PLANTED["MLFLOW_TRACKING_PASSWORD"])
+        from test_search_tuner import mlflow_runs
+
+        client, runs = mlflow_runs(uri, "secure")
+        assert len(runs) == 1 + 1 + 2 and {run.info.status for run in runs} == {"FINISHED"}
+        logged = [text for run in runs for text in (*run.data.params.values(), *run.data.tags.values())]
+
+        outputs = [path for folder in (out_dir, ray_dir) for path in folder.rglob("*") if path.is_file()]
+        outputs += [server_folder / "server.log", server_folder / "mlflow.db"]
+        assert (out_dir / "secure" / "trials.csv").is_file() and any(ray_dir.rglob("raylet.out"))
+        for name, secret in PLANTED.items():
+            assert secret not in printed, f"{name} printed by the search"
+            assert not [text for text in logged if secret in text], f"{name} in an MLflow param or tag"
+            leaks = [str(path) for path in outputs if secret.encode() in path.read_bytes()]
+            assert leaks == [], f"{name} written to {leaks}"
+    finally:
+        shutil.rmtree(ray_dir, ignore_errors=True)
