@@ -198,10 +198,12 @@ def test_the_image_build_context_is_an_allow_list_without_secrets():
     assert "**/*.SECRET" in lines and "**/*.env" in lines  # salt files and env files, wherever they sit
 
 
-def test_nothing_in_cxrtune_turns_ray_token_auth_off():
+def test_nothing_in_cxrtune_turns_ray_token_auth_off_or_ships_env_vars_to_ray():
     sources = [path for folder in ("data", "spaces", "trainables", "search", "examples")
                for path in (REPO_ROOT / folder).rglob("*") if path.suffix in (".py", ".yaml", ".sh", "")
                and path.is_file()]
     offenders = [str(path) for path in sources
                  if re.search(r"RAY_AUTH_MODE\W+disabled", path.read_text(errors="replace"))]
     assert sources and offenders == []
+    # and nothing ships environment variables through a runtime_env, which Ray stores, shows and logs
+    assert not [str(path) for path in sources if path.suffix == ".py" and "env_vars" in path.read_text()]
