@@ -38,6 +38,10 @@ def resolve_salt(salt: str | None, out_dir: Path, salt_file: Path | None = None)
     if path.resolve().is_relative_to(Path(out_dir).resolve()):
         raise DataError(f"salt file {path} is inside the prepared folder {out_dir}; keep it outside (and apart)")
     if path.is_file():
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:  # group or others may read it: the keys of every patient are then guessable
+            raise DataError(f"salt file {path} can be read by other users (mode {mode:o}): `chmod 600 {path}`, "
+                            "and rotate the salt if others may have read it (docs/security.md)")
         stored = path.read_text().strip()
         if not stored:
             raise DataError(f"salt file {path} is empty; delete it to create a new one (patient keys will change)")

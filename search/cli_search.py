@@ -31,6 +31,9 @@ def register(subparsers) -> None:
     parser.add_argument("--address", metavar="ADDR", help="Ray cluster address (default $RAY_ADDRESS, else a local Ray)")
     parser.add_argument("--storage", metavar="PATH|URI", help="shared path or URI (s3://, gs://) for checkpoints and results")
     parser.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default sqlite in --out; a server on a cluster)")
+    parser.add_argument("--allow-unauthenticated-tracking", action="store_true",
+                        help="log to an MLflow server that answers without authentication on a non-loopback "
+                             "address (refused otherwise: anyone reaching it can read and delete runs and models)")
     parser.add_argument("--max-failures", metavar="N", type=int, default=1, help="retries of a failed trial (default 1)")
     parser.add_argument("--weights-dir", metavar="DIR", help="folder of source weight files (trainables' registry)")
     parser.add_argument("--available-sources", metavar="LIST",
@@ -82,5 +85,5 @@ def search_command(args: argparse.Namespace) -> int:
         tracking_uri=args.tracking_uri, max_failures=args.max_failures,
         overrides=parse_overrides(args.overrides), available_sources=available, weights_dir=args.weights_dir,
         seed=args.seed, grace_period=args.grace_period, reduction_factor=args.reduction_factor,
-        data_mode=args.data_mode)
+        data_mode=args.data_mode, allow_unauthenticated_tracking=args.allow_unauthenticated_tracking)
     return 0

@@ -69,8 +69,8 @@ def check_tracking(tracking_uri: str, n_nodes: int) -> None:
     if tracking_uri.startswith("sqlite:") and n_nodes > 1:
         raise SearchError(
             f"the tracking store {tracking_uri} is an sqlite file, but the Ray cluster has {n_nodes} nodes: "
-            "start an MLflow tracking server (`mlflow server --backend-store-uri ... --host 0.0.0.0`) and "
-            "pass --tracking-uri http://HOST:5000")
+            "start an MLflow tracking server (`mlflow server --app-name basic-auth ...`, docs/security.md) "
+            "and pass --tracking-uri http://HOST:5000")
     if tracking_uri.startswith(("http://", "https://")):
         from mlflow.tracking import MlflowClient
 
@@ -79,6 +79,10 @@ def check_tracking(tracking_uri: str, n_nodes: int) -> None:
         try:
             MlflowClient(tracking_uri).search_experiments(max_results=1)
         except Exception as error:
+            if getattr(error, "error_code", None) in ("UNAUTHENTICATED", "PERMISSION_DENIED"):  # HTTP 401, 403
+                raise SearchError(f"the MLflow tracking server {tracking_uri} refused the driver's credentials "
+                                  "(MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD or ~/.mlflow/credentials): "
+                                  "check the user, its password and its permissions") from error
             raise SearchError(f"the MLflow tracking server {tracking_uri} is not reachable "
                               f"({type(error).__name__}): start it or fix --tracking-uri") from error
         finally:
@@ -122,9 +126,14 @@ def check_paths(named_paths: dict[str, str], storage: str | None = None) -> int:
     return len(answers)
 
 
-def preflight(*, data_handle, weights_dir: str | None, tracking_uri: str, storage: str | None) -> int:
+def preflight(*, data_handle, weights_dir: str | None, tracking_uri: str, storage: str | None,
+              allow_unauthenticated_tracking: bool = False) -> int:
     """All checks before trials start; returns the number of nodes. Raises SearchError on the first problem."""
+    from search.security import check_tracking_access, warn_if_ray_unauthenticated
+
     n_nodes = max(1, len(alive_nodes()))
+    warn_if_ray_unauthenticated()
+    check_tracking_access(tracking_uri, allow_unauthenticated=allow_unauthenticated_tracking)
     check_tracking(tracking_uri, n_nodes)
     named = {"--weights-dir": weights_dir}
     data_path = getattr(data_handle, "root", None) or getattr(data_handle, "path", None)

@@ -152,7 +152,8 @@ def run_search(*, data, space, name: str, out_dir, n_folds: int = 5, scheduler: 
                address: str | None = None, storage: str | None = None, tracking_uri: str | None = None,
                max_failures: int = 1, overrides: dict | None = None, available_sources=None,
                weights_dir=None, trainable=None, seed: int = 0, grace_period: int = 1,
-               reduction_factor: float = 3, progress_interval_s: float = 15.0, data_mode: str = "auto") -> Path:
+               reduction_factor: float = 3, progress_interval_s: float = 15.0, data_mode: str = "auto",
+               allow_unauthenticated_tracking: bool = False) -> Path:
     """Run a new search named `name` under `out_dir`; returns the search folder (ARCHITECTURE.md §7)."""
     from ray import tune
 
@@ -191,7 +192,8 @@ def run_search(*, data, space, name: str, out_dir, n_folds: int = 5, scheduler: 
     check_resources(float(cpus_per_trial), float(gpus_per_trial))
     storage_path, experiment = _storage_location(storage, search_dir)
     n_nodes = preflight(data_handle=handle, weights_dir=weights_dir, tracking_uri=tracking_uri,
-                        storage=None if storage is None else storage_path)
+                        storage=None if storage is None else storage_path,
+                        allow_unauthenticated_tracking=allow_unauthenticated_tracking)
     settings = {
         "name": name, "data": data_described, "space": _space_name(space), "seed": seed,
         "overrides": overrides or {},
@@ -202,7 +204,7 @@ def run_search(*, data, space, name: str, out_dir, n_folds: int = 5, scheduler: 
         "cpus_per_trial": cpus_per_trial, "max_concurrent": max_concurrent, "max_failures": max_failures,
         "weights_dir": weights_dir, "tracking_uri": tracking_uri, "storage_path": storage_path,
         "experiment": experiment, "nodes": n_nodes, "cluster_cpus": cluster.get("CPU", 0),
-        "cluster_gpus": cluster.get("GPU", 0),
+        "cluster_gpus": cluster.get("GPU", 0), "allow_unauthenticated_tracking": allow_unauthenticated_tracking,
     }
     # Tracking first: a refused experiment name then leaves no search.json, so the same --name can be fixed.
     open_search_tracking(search_dir, tracking_uri, name, {k: v for k, v in settings.items()
@@ -251,7 +253,8 @@ def resume_search(name: str, out_dir, *, data=None, trainable=None, address: str
                           "stopped before its first trial started; start it again under a new --name")
     preflight(data_handle=handle, weights_dir=settings.get("weights_dir"),
               tracking_uri=settings["tracking_uri"],
-              storage=settings["storage_path"] if settings["experiment"] != TUNE_DIR else None)
+              storage=settings["storage_path"] if settings["experiment"] != TUNE_DIR else None,
+              allow_unauthenticated_tracking=bool(settings.get("allow_unauthenticated_tracking")))
     open_search_tracking(search_dir, settings["tracking_uri"], settings["name"], {})
     tuner = tune.Tuner.restore(
         experiment_path,
