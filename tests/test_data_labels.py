@@ -95,7 +95,7 @@ def test_hospital_labels_csv_is_read_and_checked(tmp_path):
         "twice.csv": "image,labels\na.dcm,normal\na.dcm,nodule\n",
         "binary.csv": b"\xff\xfe\x00\x81garbage",
     }
-    messages = {"missing.csv": "does not exist", "no_labels.csv": "lacks column.*labels", "empty.csv": "cannot be read",
+    messages = {"missing.csv": "does not exist", "no_labels.csv": "lacks column.*labels", "empty.csv": "is empty",
                 "header_only.csv": "no rows", "twice.csv": "more than once", "binary.csv": "cannot be read|lacks"}
     for name, content in cases.items():
         path = tmp_path / name

@@ -27,6 +27,16 @@ def convert_unless_six_images_exist(task, settings, images_dir):
     return REAL_CONVERT_ONE(task, settings, images_dir)
 
 
+def convert_five_then_fail(task, settings, images_dir):
+    """A conversion that raises on its sixth call (counted in a file: it runs in a worker process)."""
+    counter = Path(images_dir).parent / "calls.txt"
+    if counter.is_file() and len(counter.read_text().splitlines()) == 5:
+        raise RuntimeError("worker killed")
+    with counter.open("a") as stream:
+        stream.write(task.source_path + "\n")
+    return REAL_CONVERT_ONE(task, settings, images_dir)
+
+
 def pydicom_testdata(name: str) -> Path:
     from pydicom.data import get_testdata_file
 
@@ -187,20 +197,12 @@ def test_salt_is_never_stored_beside_the_keys(synthetic_hospital, tmp_path, monk
 
 def test_interrupted_run_resumes_and_unchanged_input_converts_nothing(synthetic_hospital, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    real_convert = conversion.convert_one
-    calls = []
-
-    def convert_then_fail(task, settings, images_dir):
-        if len(calls) == 5:
-            raise RuntimeError("worker killed")
-        calls.append(task.source_path)
-        return real_convert(task, settings, images_dir)
-
-    monkeypatch.setattr(conversion, "convert_one", convert_then_fail)
+    monkeypatch.setattr(conversion, "convert_one", convert_five_then_fail)
     with pytest.raises(RuntimeError, match="worker killed"):
         prepare_hospital(synthetic_hospital, synthetic_hospital / "labels.csv", out, image_size=32, salt=SALT,
                          workers=1, progress=False)
-    monkeypatch.setattr(conversion, "convert_one", real_convert)
+    monkeypatch.setattr(conversion, "convert_one", REAL_CONVERT_ONE)
+    (out / "calls.txt").unlink()
     assert progress_lines(out) == 5 and not (out / "manifest.csv").exists()
     assert not [path for path in (out / "images").iterdir() if path.name.startswith(".")]  # no torn PNG
 
@@ -225,12 +227,12 @@ def test_interrupted_run_resumes_and_unchanged_input_converts_nothing(synthetic_
                      workers=1, progress=False)
     assert (out / "manifest.csv").read_bytes() == manifest_bytes
 
-    # A changed file is converted again, alone; changed settings convert everything.
-    changed = synthetic_hospital / pd.read_csv(out / "manifest.csv")["source_path"][0]
-    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 1_000_000))
+    # A touched file (new mtime, same bytes) is not converted again; changed settings convert everything.
+    touched = synthetic_hospital / pd.read_csv(out / "manifest.csv")["source_path"][0]
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 1_000_000))
     prepare_hospital(synthetic_hospital, synthetic_hospital / "labels.csv", out, image_size=32, salt=SALT,
                      workers=1, progress=False)
-    assert progress_lines(out) == 21  # 19 + the torn line + the changed file
+    assert progress_lines(out) == 20  # 19 + the torn line
     prepare_hospital(synthetic_hospital, synthetic_hospital / "labels.csv", out, image_size=48, salt=SALT,
                      workers=2, progress=False)
     assert progress_lines(out) == 19 and load_prepared(out).summary["image_size"] == 48
