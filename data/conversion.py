@@ -84,11 +84,12 @@ def convert_one(task: ConversionTask, settings: ConversionSettings, images_dir: 
         record["status"] = "converted"
     except UnusableImageError as rejection:
         record.update(status="rejected", reason=rejection.reason)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError, RuntimeError,
-            MemoryError, OSError, EOFError, NotImplementedError) as error:
-        # A malformed file this code did not foresee (a broken LUT, say) must not stop a run of
-        # thousands: it is rejected and counted. Only the error's type is kept: its message may quote
-        # header values.
+    except DataError:
+        raise  # the output cannot be written (disk full, say): stop, whatever the file
+    except Exception as error:
+        # A malformed file this code did not foresee (a broken LUT, a pydicom parser error on a mangled
+        # header) must not stop a run of thousands: it is rejected and counted. Only the error's type is
+        # kept: its message may quote header values.
         record.update(status="rejected", reason=f"conversion failed ({type(error).__name__})")
     return record
 
@@ -112,7 +113,12 @@ def _convert_checked(task: ConversionTask, settings: ConversionSettings, images_
     content_hash = pixel_content_hash(stored)
     image_id = task.image_id or facts.get("sop_instance_uid") or f"sha256:{content_hash[:32]}"
     file_name = image_file_name(image_id)
-    write_png_atomic(to_bit_depth(fit_square(image, settings.image_size), settings.bit_depth), images_dir / file_name)
+    square = to_bit_depth(fit_square(image, settings.image_size), settings.bit_depth)
+    try:
+        write_png_atomic(square, images_dir / file_name)
+    except OSError as error:
+        raise DataError(f"cannot write {images_dir / file_name}: {error.strerror or error}; "
+                        "free space or fix the permissions of --out, then re-run (finished files are kept)") from error
     return {
         "image_id": image_id, "image_path": f"images/{file_name}", "content_hash": content_hash,
         "patient_key": patient_key(facts.get("patient_id", ""), settings.salt),
