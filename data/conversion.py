@@ -2,25 +2,27 @@
 
 A run writes every PNG atomically (temporary file + rename) before it appends that file's line to
 `.cxrtune-progress.jsonl` (flushed line by line), so after an interruption every recorded file has its
-output and an unrecorded one is simply converted again. A file counts as done when its size, mtime and
-the conversion settings all match its record: re-running on unchanged input converts nothing.
+output and an unrecorded one is simply converted again. A file counts as done when its size and content
+hash (sha256 of the file's bytes), the input folder and the conversion settings all match its record:
+re-running on unchanged input converts nothing, and a corrected copy of the data never reuses an old PNG,
+whatever its modification time says.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import sys
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable
 
 from data.convert import PNG_SUFFIXES, fit_square, pixel_content_hash, read_png_values, to_bit_depth, write_png_atomic
-from data.dicom import UnusableImageError, decode_stored_values, display_image, read_dicom_header
+from data.dicom import OTHER_VALUE, UnusableImageError, decode_stored_values, display_image, read_dicom_header
 from data.errors import DataError
 from data.privacy import patient_key
+from data.worker_pool import convert_in_pool
 
 PROGRESS_FILE = ".cxrtune-progress.jsonl"
 LOCK_FILE = ".cxrtune-prepare.lock"
@@ -35,6 +37,7 @@ class ConversionSettings:
     max_aspect_ratio: float
     salt: str
     salt_check: str  # privacy.salt_fingerprint(salt): in the record instead of the salt
+    input_dir: str = ""  # absolute: the same relative path in another folder is another file
 
     def record_key(self) -> dict[str, Any]:
         """What, besides the input file, decides the output: a change restarts the conversion from zero."""
@@ -48,13 +51,23 @@ class ConversionSettings:
 class ConversionTask:
     source_path: str       # relative to the input folder, '/'-separated
     absolute_path: str
-    fingerprint: str       # "<size bytes>:<mtime ns>"
+    fingerprint: str       # "<size bytes>:<sha256 of the file's bytes>" (file_fingerprints)
     image_id: str = ""     # given (NIH Image Index) or derived (SOPInstanceUID, else content hash)
 
 
 def file_fingerprint(path: Path) -> str:
-    status = path.stat()
-    return f"{status.st_size}:{status.st_mtime_ns}"
+    """"<size>:<sha256 of the bytes>": a file is reused only when its content is the same, whatever its
+    modification time (a corrected copy made with `cp -p` or rsync keeps the old one)."""
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        digest = hashlib.file_digest(handle, "sha256")  # hashlib releases the GIL on large blocks
+    return f"{size}:{digest.hexdigest()}"
+
+
+def file_fingerprints(paths: list[Path], *, threads: int = 4) -> list[str]:
+    """file_fingerprint of each path, `threads` at a time (reading and hashing overlap on several cores)."""
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        return list(pool.map(file_fingerprint, paths))
 
 
 def image_file_name(image_id: str) -> str:
@@ -71,10 +84,12 @@ def convert_one(task: ConversionTask, settings: ConversionSettings, images_dir: 
         record["status"] = "converted"
     except UnusableImageError as rejection:
         record.update(status="rejected", reason=rejection.reason)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError, RuntimeError) as error:
-        # A malformed file this code did not foresee (a broken LUT, say) must not stop a run of
-        # thousands: it is rejected and counted. Only the error's type is kept: its message may quote
-        # header values.
+    except DataError:
+        raise  # the output cannot be written (disk full, say): stop, whatever the file
+    except Exception as error:
+        # A malformed file this code did not foresee (a broken LUT, a pydicom parser error on a mangled
+        # header) must not stop a run of thousands: it is rejected and counted. Only the error's type is
+        # kept: its message may quote header values.
         record.update(status="rejected", reason=f"conversion failed ({type(error).__name__})")
     return record
 
@@ -89,7 +104,8 @@ def _convert_checked(task: ConversionTask, settings: ConversionSettings, images_
         dataset, facts = read_dicom_header(path)
         modality = facts["modality"]
         if settings.allowed_modalities and modality not in settings.allowed_modalities:
-            raise UnusableImageError(path, f"modality {modality or 'missing'} not allowed; accepted: "
+            shown = {"": "missing", OTHER_VALUE: "other (not a DICOM defined term)"}.get(modality, modality)
+            raise UnusableImageError(path, f"modality {shown} not allowed; accepted: "
                                            f"{', '.join(settings.allowed_modalities)} (see --allow-modality)")
         _check_geometry(path, facts, settings)
         stored = decode_stored_values(dataset, path)
@@ -97,7 +113,12 @@ def _convert_checked(task: ConversionTask, settings: ConversionSettings, images_
     content_hash = pixel_content_hash(stored)
     image_id = task.image_id or facts.get("sop_instance_uid") or f"sha256:{content_hash[:32]}"
     file_name = image_file_name(image_id)
-    write_png_atomic(to_bit_depth(fit_square(image, settings.image_size), settings.bit_depth), images_dir / file_name)
+    square = to_bit_depth(fit_square(image, settings.image_size), settings.bit_depth)
+    try:
+        write_png_atomic(square, images_dir / file_name)
+    except OSError as error:
+        raise DataError(f"cannot write {images_dir / file_name}: {error.strerror or error}; "
+                        "free space or fix the permissions of --out, then re-run (finished files are kept)") from error
     return {
         "image_id": image_id, "image_path": f"images/{file_name}", "content_hash": content_hash,
         "patient_key": patient_key(facts.get("patient_id", ""), settings.salt),
@@ -143,7 +164,7 @@ def convert_all(tasks: list[ConversionTask], settings: ConversionSettings, out_d
                 progress: bool = True, on_record: Callable[[dict], None] | None = None) -> dict[str, dict[str, Any]]:
     """Convert every task not already recorded; return source_path -> record for all tasks.
 
-    workers=1 converts in this process; more use a process pool (see `_pool_context`).
+    Files are converted in `workers` processes (see data/worker_pool.py).
     """
     from tqdm import tqdm
 
@@ -168,33 +189,11 @@ def convert_all(tasks: list[ConversionTask], settings: ConversionSettings, out_d
             if on_record:
                 on_record(record)
 
-        if workers <= 1 or len(pending) <= 1:
-            for task in pending:
-                keep(convert_one(task, settings, str(images_dir)))
-        else:
-            _convert_in_pool(pending, settings, str(images_dir), workers, keep)
+        # Always in worker processes, even with one worker: a decoder that crashes on a file then costs
+        # that file, not the run (see data/worker_pool.py).
+        convert_in_pool(pending, convert_one, settings, str(images_dir), max(1, workers), keep)
     bar.close()
     return records
-
-
-def _convert_in_pool(pending, settings, images_dir: str, workers: int, keep) -> None:
-    # At most 4 tasks per worker in flight: results are recorded as they finish, and an error stops the
-    # run without first converting the whole queue.
-    queue = iter(pending)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
-        in_flight = set()
-        try:
-            for task in queue:
-                in_flight.add(pool.submit(convert_one, task, settings, images_dir))
-                if len(in_flight) >= 4 * workers:
-                    done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        keep(future.result())
-            for future in _finish(in_flight):
-                keep(future.result())
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
 
 
 @contextmanager
@@ -241,20 +240,6 @@ def _ends_with_newline(path: Path) -> bool:
             return True
         handle.seek(-1, os.SEEK_END)
         return handle.read(1) == b"\n"
-
-
-def _pool_context():
-    """'fork' starts workers in milliseconds and, unlike 'spawn'/'forkserver', does not re-run the caller's
-    __main__ (a user script without a main guard, or `python -`). Forking a process whose libraries run
-    native threads can deadlock the child, so after TensorFlow, Ray or torch are imported: 'forkserver'."""
-    threaded = any(name in sys.modules for name in ("tensorflow", "ray", "torch"))
-    return get_context("forkserver" if threaded else "fork")
-
-
-def _finish(in_flight):
-    while in_flight:
-        done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-        yield from done
 
 
 def default_workers() -> int:

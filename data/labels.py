@@ -8,6 +8,9 @@ Sub-category names match case- and separator-insensitively: "Obvious-Hilar", "ob
 """
 from __future__ import annotations
 
+import csv
+import io
+import os
 import posixpath
 import re
 from dataclasses import dataclass
@@ -58,24 +61,36 @@ def builtin_taxonomies() -> list[str]:
 
 
 def load_taxonomy(name_or_path: str | Path) -> Taxonomy:
-    """A built-in taxonomy by name ("study", "nih") or a YAML file by path."""
+    """A built-in taxonomy by name ("study", "nih") or a YAML file by path.
+
+    A built-in name always means the built-in, whatever the current folder holds; a path is a path only
+    when it looks like one (ends in .yaml/.yml or contains a folder separator), so a file called `study`
+    in the working directory can neither replace nor break the built-in.
+    """
     import yaml
 
-    candidate = Path(name_or_path)
-    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+    text_name = str(name_or_path)
+    if looks_like_path(text_name):
+        candidate = Path(text_name)
         if not candidate.is_file():
             raise DataError(f"taxonomy file {candidate} does not exist; give a YAML path or one of {builtin_taxonomies()}")
         text, where = candidate.read_text(), str(candidate)
-    elif str(name_or_path) in builtin_taxonomies():
-        text = (resources.files("data") / "taxonomies" / f"{name_or_path}.yaml").read_text()
-        where = f"built-in taxonomy {name_or_path}"
+    elif text_name in builtin_taxonomies():
+        text = (resources.files("data") / "taxonomies" / f"{text_name}.yaml").read_text()
+        where = f"built-in taxonomy {text_name}"
     else:
-        raise DataError(f"unknown taxonomy {str(name_or_path)!r}; accepted: a YAML path or one of {builtin_taxonomies()}")
+        raise DataError(f"unknown taxonomy {text_name!r}; accepted: a YAML path (ending in .yaml/.yml or "
+                        f"containing '/') or one of {builtin_taxonomies()}")
     try:
         body = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise DataError(f"{where}: not valid YAML ({error.__class__.__name__})") from error
     return _taxonomy_from_dict(body, where)
+
+
+def looks_like_path(text: str) -> bool:
+    """A taxonomy argument names a file when it ends in .yaml/.yml or contains a folder separator."""
+    return text.lower().endswith((".yaml", ".yml")) or "/" in text or (os.sep != "/" and os.sep in text)
 
 
 def _taxonomy_from_dict(body, where: str) -> Taxonomy:
@@ -123,12 +138,13 @@ def encode_labels(label_texts: pd.Series, taxonomy: Taxonomy, *, where: str) -> 
     if unknown:
         raise DataError(f"{where}: label names not in taxonomy {taxonomy.name!r}: {', '.join(unknown)}; "
                         f"accepted: {', '.join(sorted(mapping))} (case, spaces, '_' and '-' do not matter)")
-    empty = [str(index) for index, names in split.items() if not names]
+    empty = [index for index, names in split.items() if not names]
     if empty:
+        first = f"line {empty[0]}" if label_texts.index.name == "line" else f"row {empty[0]}"
         normal = taxonomy.normal[0] if taxonomy.normal else next(
             (names[0] for category, names in taxonomy.categories.items() if normalise_name(category) == "normal"),
             "a sub-category")
-        raise DataError(f"{where}: {len(empty)} row(s) have no labels (first: row {empty[0]}); "
+        raise DataError(f"{where}: {len(empty)} row(s) have no labels (first: {first}); "
                         f"write {normal!r} for no finding")
     columns = list(taxonomy.categories)
     encoded = np.zeros((len(split), len(columns)), dtype=np.uint8)
@@ -166,27 +182,81 @@ def drop_least_category(labels: pd.DataFrame) -> tuple[list[str], dict[str, int]
 
 
 def read_hospital_labels(path: Path | str) -> pd.DataFrame:
-    """The labels CSV of a hospital folder: columns image, labels and optionally patient_id (all str)."""
+    """The labels CSV of a hospital folder: columns image, labels and optionally patient_id (all str).
+
+    The index is the CSV line number each row starts on (named "line"), so every message can point at a
+    line a user can open. Accepted as spreadsheets write them: a UTF-8 byte-order mark, Windows line ends,
+    quoted fields (a quoted field may hold commas or line breaks), blank lines, spaces around values, and
+    rows repeated exactly (kept once; counted in `attrs["repeated_rows"]`). The same image with different
+    labels or patient ids is an error naming both lines.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"labels CSV {path} does not exist; expected columns: image, labels[, patient_id]")
+    header, rows = _read_csv_rows(path)
+    if not header:
+        raise DataError(f"labels CSV {path} is empty; expected columns: image, labels[, patient_id]")
+    missing = [column for column in HOSPITAL_REQUIRED_COLUMNS if column not in header]
+    if missing:
+        raise DataError(f"labels CSV {path} lacks column(s) {', '.join(missing)}; found {header}; "
+                        "expected: image, labels[, patient_id]")
+    if not rows:
+        raise DataError(f"labels CSV {path} has no rows")
+    keep = list(HOSPITAL_REQUIRED_COLUMNS) + [column for column in HOSPITAL_OPTIONAL_COLUMNS if column in header]
+    position = {column: header.index(column) for column in keep}
+    records: dict[str, tuple[int, list[str]]] = {}
+    repeated = 0
+    for line, cells in rows:
+        values = [cells[position[column]] if position[column] < len(cells) else "" for column in keep]
+        values[0] = posixpath.normpath(values[0].replace("\\", "/")) if values[0] else ""
+        if not values[0]:
+            raise DataError(f"labels CSV {path} line {line}: the image column is empty")
+        if values[0] in records:
+            first_line, first_values = records[values[0]]
+            if _same_row(first_values, values):
+                repeated += 1
+                continue
+            raise DataError(f"labels CSV {path} lists {values[0]} more than once with different "
+                            f"labels or patient ids (lines {first_line} and {line}); give one row per image with labels joined by '|'")
+        records[values[0]] = (line, values)
+    table = pd.DataFrame([values for _, values in records.values()], columns=keep,
+                         index=pd.Index([line for line, _ in records.values()], name="line"))
+    table.attrs["repeated_rows"] = repeated
+    return table
+
+
+def _read_csv_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """(header, [(line the row starts on, stripped cells)]) of a CSV; blank rows skipped."""
     try:
         # utf-8-sig: a CSV saved by Excel starts with a byte-order mark that would rename the first column.
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise DataError(f"labels CSV {path} cannot be read as CSV ({error.__class__.__name__}); "
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DataError(f"labels CSV {path} cannot be read as UTF-8 text (byte {error.start}); save it as CSV UTF-8; "
                         "expected columns: image, labels[, patient_id]") from error
-    table.columns = [str(column).strip() for column in table.columns]
-    missing = [column for column in HOSPITAL_REQUIRED_COLUMNS if column not in table.columns]
-    if missing:
-        raise DataError(f"labels CSV {path} lacks column(s) {', '.join(missing)}; found {list(table.columns)}; "
-                        "expected: image, labels[, patient_id]")
-    if table.empty:
-        raise DataError(f"labels CSV {path} has no rows")
-    table["image"] = [posixpath.normpath(name.strip().replace("\\", "/")) for name in table["image"]]
-    repeated = table["image"][table["image"].duplicated()].unique()
-    if len(repeated):
-        raise DataError(f"labels CSV {path} lists {len(repeated)} image(s) more than once (first: {repeated[0]}); "
-                        "give one row per image with labels joined by '|'")
-    keep = list(HOSPITAL_REQUIRED_COLUMNS) + [column for column in HOSPITAL_OPTIONAL_COLUMNS if column in table.columns]
-    return table[keep].reset_index(drop=True)
+    if "\x00" in text:
+        raise DataError(f"labels CSV {path} cannot be read as CSV (it holds NUL bytes); "
+                        "expected columns: image, labels[, patient_id]")
+    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
+    header: list[str] | None = None
+    rows: list[tuple[int, list[str]]] = []
+    next_line = 1
+    try:
+        for cells in reader:
+            line, next_line = next_line, reader.line_num + 1
+            cells = [cell.strip() for cell in cells]
+            if not any(cells):
+                continue
+            if header is None:
+                header = cells
+            else:
+                rows.append((line, cells))
+    except csv.Error as error:
+        raise DataError(f"labels CSV {path} line {reader.line_num}: not valid CSV ({error}); "
+                        "expected columns: image, labels[, patient_id]") from error
+    return header or [], rows
+
+
+def _same_row(first: list[str], second: list[str]) -> bool:
+    """Two rows of one image agree when their patient ids and their sets of label names are equal."""
+    return first[0] == second[0] and first[2:] == second[2:] and \
+        sorted(split_label_names(first[1])) == sorted(split_label_names(second[1]))

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from data.conversion import ConversionSettings, convert_one
+from data.dicom import OTHER_VALUE, VIEW_POSITION_TERMS, clean_code_string
 from data.labels import Taxonomy, drop_least_category, drop_rare_categories
 from data.manifest import manifest_columns, write_csv_atomic, write_json_atomic, write_text_atomic
 from data.privacy import patient_key
@@ -70,6 +71,9 @@ def finish_prepared(out_dir: Path, *, tasks, records: dict[str, dict], settings:
         "least_class_dropped": next(iter(least), None),
         "category_counts": {name: int(manifest[name].sum()) for name in kept},
         "rejection_reasons": _reason_counts(rejects_table),
+        # Header values that were not DICOM defined terms, written as "other" (never as they were).
+        "header_values_replaced": {column: int((manifest[column] == OTHER_VALUE).sum())
+                                   for column in ("view_position", "modality")},
         "patients": int(manifest["patient_key"].nunique()),
         "image_size": settings.image_size,
         "bit_depth": settings.bit_depth,
@@ -120,7 +124,7 @@ def _nih_facts(labels: pd.Series, record: dict[str, Any]) -> dict[str, Any]:
     rows, cols = record["original_rows"], record["original_cols"]
     spacing_row = labels["pixel_spacing_y_mm"] * labels["original_height"] / rows if rows else None
     spacing_col = labels["pixel_spacing_x_mm"] * labels["original_width"] / cols if cols else None
-    return {"view_position": labels["view_position"], "modality": "", "split": labels["split"],
+    return {"view_position": clean_code_string(labels["view_position"], VIEW_POSITION_TERMS), "modality": "", "split": labels["split"],
             "fold": labels["fold"], "pixel_spacing_row_mm": None if pd.isna(spacing_row) else round(float(spacing_row), 6),
             "pixel_spacing_col_mm": None if pd.isna(spacing_col) else round(float(spacing_col), 6)}
 

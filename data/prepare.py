@@ -12,9 +12,10 @@ from typing import Any
 
 import pandas as pd
 
-from data.conversion import (ConversionSettings, ConversionTask, convert_all, default_workers, file_fingerprint,
+from data.conversion import (ConversionSettings, ConversionTask, convert_all, default_workers, file_fingerprints,
                              output_lock)
 from data.convert import BIT_DEPTHS, convert_image  # noqa: F401  (convert_image is part of this module's API)
+from data.dicom import MODALITY_TERMS
 from data.errors import DataError
 from data.labels import Taxonomy, encode_labels, load_taxonomy, read_hospital_labels
 from data.outputs import finish_prepared
@@ -39,7 +40,9 @@ def prepare_hospital(input_dir, labels_csv, out_dir, *, taxonomy: str | Path = "
     drop_least_class: the study's least-class drop (the category with the fewest accepted images).
     """
     input_dir, out_dir, labels_csv = Path(input_dir).resolve(), Path(out_dir).resolve(), Path(labels_csv).resolve()
-    _check_options(image_size, bit_depth, min_category_images, min_side_px, max_aspect_ratio)
+    _check_options(image_size, bit_depth, min_category_images, min_side_px, max_aspect_ratio, workers)
+    _check_folders(input_dir, out_dir)
+    _check_modalities(allowed_modalities)
     chosen = load_taxonomy(taxonomy)
     salt_files = (default_salt_file(out_dir),) + ((Path(salt_file).resolve(),) if salt_file else ())
     sources = list_input_files(input_dir, exclude=(labels_csv, out_dir, *salt_files))
@@ -54,14 +57,14 @@ def prepare_hospital(input_dir, labels_csv, out_dir, *, taxonomy: str | Path = "
     listed = set(label_rows.index)
     unlisted = {source: "not listed in the labels CSV" for source in sources if source not in listed}
 
-    tasks = [ConversionTask(source, str(input_dir / source), file_fingerprint(input_dir / source))
-             for source in sources if source in listed]
-    settings, salt_source = _settings(out_dir, image_size, bit_depth, allowed_modalities, min_side_px,
+    tasks = _tasks(input_dir, [source for source in sources if source in listed], workers)
+    settings, salt_source = _settings(input_dir, out_dir, image_size, bit_depth, allowed_modalities, min_side_px,
                                       max_aspect_ratio, salt, salt_file, bool(tasks))
     return _run(tasks, settings, out_dir, workers, progress, early_rejects=unlisted,
                 label_rows=label_rows, categories=list(chosen.categories), taxonomy=chosen,
                 min_category_images=min_category_images, dataset_format="hospital", drop_least_class=drop_least_class,
-                extra={"missing_images": len(missing), "patient_key_salt": salt_source})
+                extra={"missing_images": len(missing), "repeated_label_rows": labels.attrs.get("repeated_rows", 0),
+                       "patient_key_salt": salt_source})
 
 
 def prepare_nih(input_dir, labels_csv, out_dir, *, train_val_list=None, test_list=None, image_size: int = 512,
@@ -77,9 +80,10 @@ def prepare_nih(input_dir, labels_csv, out_dir, *, train_val_list=None, test_lis
     from data import nih
 
     input_dir, out_dir = Path(input_dir).resolve(), Path(out_dir).resolve()
-    _check_options(image_size, bit_depth, min_category_images, min_side_px, max_aspect_ratio)
+    _check_options(image_size, bit_depth, min_category_images, min_side_px, max_aspect_ratio, workers)
     if not input_dir.is_dir():
         raise DataError(f"input folder {input_dir} does not exist; expected the NIH PNGs (flat or images_NNN/images)")
+    _check_folders(input_dir, out_dir)
     labels_csv = Path(labels_csv).resolve() if labels_csv else nih.find_label_table(input_dir)
     if labels_csv is None:
         raise DataError(f"no Data_Entry_2017*.csv[.gz] in {input_dir}; pass the label table with --labels")
@@ -107,10 +111,9 @@ def prepare_nih(input_dir, labels_csv, out_dir, *, train_val_list=None, test_lis
             if not split:
                 unlisted[source] = "in neither train_val_list nor test_list"
 
-    tasks = [ConversionTask(source, str(input_dir / source), file_fingerprint(input_dir / source),
-                            image_id=label_rows.at[source, "image"])
-             for source in sources if source not in unlisted]
-    settings, salt_source = _settings(out_dir, image_size, bit_depth, None, min_side_px, max_aspect_ratio, salt,
+    tasks = _tasks(input_dir, [source for source in sources if source not in unlisted], workers,
+                   image_ids=label_rows["image"])
+    settings, salt_source = _settings(input_dir, out_dir, image_size, bit_depth, None, min_side_px, max_aspect_ratio, salt,
                                       salt_file, bool(tasks))
     return _run(tasks, settings, out_dir, workers, progress, early_rejects=unlisted,
                 label_rows=label_rows, categories=list(nih.FINDINGS), taxonomy=load_taxonomy("nih"),
@@ -138,17 +141,44 @@ def list_input_files(input_dir: Path, *, exclude: tuple[Path, ...] = ()) -> list
     return sorted(found)
 
 
-def _check_options(image_size, bit_depth, min_category_images, min_side_px, max_aspect_ratio) -> None:
+def _check_options(image_size, bit_depth, min_category_images, min_side_px, max_aspect_ratio, workers) -> None:
+    """Each option checked with its command-line flag's name, before anything is read or written."""
     if not isinstance(image_size, int) or image_size < 8:
-        raise DataError(f"image_size {image_size!r} is not an integer >= 8 (px)")
+        raise DataError(f"--image-size {image_size!r}: accepted: a whole number of px >= 8")
     if bit_depth not in BIT_DEPTHS:
-        raise DataError(f"bit_depth {bit_depth!r} not supported; accepted: 8, 16")
-    if min_category_images < 0 or (min_side_px is not None and min_side_px < 1) or max_aspect_ratio < 1:
-        raise DataError(f"min_category_images >= 0, min_side_px >= 1 and max_aspect_ratio >= 1 are required; got "
-                        f"{min_category_images}, {min_side_px}, {max_aspect_ratio}")
+        raise DataError(f"--bit-depth {bit_depth!r}: accepted: 8, 16")
+    if not isinstance(min_category_images, int) or min_category_images < 0:
+        raise DataError(f"--min-category-images {min_category_images!r}: accepted: a whole number >= 0")
+    if min_side_px is not None and (not isinstance(min_side_px, int) or min_side_px < 1):
+        raise DataError(f"--min-side {min_side_px!r}: accepted: a whole number of px >= 1")
+    if not isinstance(max_aspect_ratio, (int, float)) or not max_aspect_ratio >= 1 or max_aspect_ratio == float("inf"):
+        raise DataError(f"--max-aspect {max_aspect_ratio!r}: accepted: a finite number >= 1")
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise DataError(f"--workers {workers!r}: accepted: a whole number of processes >= 1")
 
 
-def _settings(out_dir, image_size, bit_depth, allowed_modalities, min_side_px, max_aspect_ratio, salt, salt_file,
+def _check_folders(input_dir: Path, out_dir: Path) -> None:
+    if out_dir == input_dir or input_dir.is_relative_to(out_dir):
+        raise DataError(f"--out {out_dir} is {'the input folder' if out_dir == input_dir else 'above the input folder'}; "
+                        "give a new folder (it may be inside the input folder: it is then not read as input)")
+
+
+def _check_modalities(allowed_modalities) -> None:
+    unknown = sorted({str(name).strip().upper() for name in allowed_modalities or ()} - MODALITY_TERMS)
+    if unknown:
+        raise DataError(f"--allow-modality {', '.join(unknown)}: not a DICOM modality; accepted: "
+                        f"{', '.join(sorted(MODALITY_TERMS))}")
+
+
+def _tasks(input_dir: Path, sources: list[str], workers, image_ids=None) -> list[ConversionTask]:
+    """One task per source, fingerprinted by content (hashing is cheap next to decoding: docs/ingest.md)."""
+    fingerprints = file_fingerprints([input_dir / source for source in sources], threads=workers or default_workers())
+    return [ConversionTask(source, str(input_dir / source), fingerprint,
+                           image_id=image_ids[source] if image_ids is not None else "")
+            for source, fingerprint in zip(sources, fingerprints)]
+
+
+def _settings(input_dir, out_dir, image_size, bit_depth, allowed_modalities, min_side_px, max_aspect_ratio, salt, salt_file,
               anything_to_convert: bool):
     """The conversion settings; the last step before writing, so every input check comes first."""
     if not anything_to_convert:
@@ -162,7 +192,7 @@ def _settings(out_dir, image_size, bit_depth, allowed_modalities, min_side_px, m
         min_side_px = max(SMALLEST_MIN_SIDE_PX, image_size // 4)
     return ConversionSettings(image_size=image_size, bit_depth=bit_depth, allowed_modalities=modalities,
                               min_side_px=min_side_px, max_aspect_ratio=float(max_aspect_ratio), salt=secret,
-                              salt_check=salt_fingerprint(secret)), source
+                              salt_check=salt_fingerprint(secret), input_dir=str(input_dir)), source
 
 
 def _nih_splits(table: pd.DataFrame, input_dir: Path, labels_dir: Path, train_val_list, test_list) -> dict[str, str]:
@@ -198,6 +228,10 @@ def _run(tasks, settings, out_dir: Path, workers, progress, *, early_rejects, la
             label_rows=label_rows, categories=categories, taxonomy=taxonomy, dataset_format=dataset_format,
             min_category_images=min_category_images, extra=extra, drop_least_class=drop_least_class)
     counts = summary["counts"]
+    if not counts["accepted"]:
+        reasons = ", ".join(f"{count} {reason}" for reason, count in summary["rejection_reasons"].items())
+        raise DataError(f"no image was accepted: {counts['input']} input = {counts['rejected']} rejected "
+                        f"({reasons}) + {counts['duplicate']} duplicate; see {out_dir / 'rejects.csv'}")
     if progress:
         print(f"prepared {out_dir}: {counts['input']} input = {counts['accepted']} accepted + "
               f"{counts['rejected']} rejected + {counts['duplicate']} duplicate", file=sys.stderr)

@@ -30,8 +30,18 @@ COMMAND_MODULES = (
 USER_ERRORS = (DataError, SpaceError, TrainableConfigError, WeightsError, SearchError)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad command line is answered in one line (no usage block), exit status 2.
+
+    Subcommand parsers inherit the class (argparse's add_subparsers uses the parent's type).
+    """
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="cxrtune",
         description="Search transfer-learning strategies for small chest X-ray datasets.",
     )

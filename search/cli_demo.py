@@ -16,6 +16,10 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
+    if args.out.exists() and not args.out.is_dir():
+        from search.errors import SearchError
+
+        raise SearchError(f"--out {args.out} is a file; give a new or empty folder (or an earlier demo's)")
     from search.demo import run_demo
 
     run_demo(args.out)

@@ -1,6 +1,8 @@
 """`cxrtune folds PATH`: patient-grouped, stratified test split and CV folds for a prepared dataset."""
 from __future__ import annotations
 
+from search.cli_types import at_least, fraction_between_0_and_1
+
 import argparse
 
 
@@ -15,8 +17,8 @@ def register(subparsers) -> None:
                     "official test split; only its cv images get folds.",
     )
     parser.add_argument("path", metavar="PATH", help="a prepared dataset folder (from `cxrtune prepare`)")
-    parser.add_argument("--n-folds", type=int, default=5, help="number of CV folds (default: 5)")
-    parser.add_argument("--test-fraction", type=float, default=0.1,
+    parser.add_argument("--n-folds", type=at_least(2), default=5, help="number of CV folds (default: 5)")
+    parser.add_argument("--test-fraction", type=fraction_between_0_and_1, default=0.1,
                         help="share of images held out as the test part (default: 0.1; ignored for NIH)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the assignment (default: 0)")
     parser.set_defaults(func=run_folds)

@@ -1,6 +1,8 @@
 """`cxrtune prepare`: a hospital DICOM folder or the NIH ChestX-ray14 release -> a prepared dataset."""
 from __future__ import annotations
 
+from search.cli_types import at_least, non_negative_int, number_at_least, positive_int
+
 import argparse
 import json
 
@@ -17,9 +19,9 @@ def register(subparsers) -> None:
     parser.add_argument("--labels", help="labels CSV: hospital image,labels[,patient_id] (default INPUT/labels.csv); "
                                          "NIH Data_Entry_2017*.csv[.gz] (default: found in INPUT)")
     parser.add_argument("--taxonomy", default="study", help="hospital only: built-in taxonomy name or a YAML path (default study)")
-    parser.add_argument("--image-size", type=int, default=512, help="output side in px, square, padded (default 512)")
+    parser.add_argument("--image-size", type=at_least(8), default=512, help="output side in px, square, padded (default 512)")
     parser.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="PNG bits per pixel (default 8)")
-    parser.add_argument("--min-category-images", type=int, default=0,
+    parser.add_argument("--min-category-images", type=non_negative_int, default=0,
                         help="drop (and report) categories with fewer accepted images than this (default 0)")
     parser.add_argument("--drop-least-class", action="store_true",
                         help="the study's least-class drop: leave out the category with the fewest accepted images "
@@ -27,10 +29,10 @@ def register(subparsers) -> None:
     parser.add_argument("--allow-modality", action="append", metavar="MODALITY",
                         help="hospital only: accept this DICOM Modality too (repeatable; default CR, DX, DR)")
     parser.add_argument("--any-modality", action="store_true", help="hospital only: accept every modality")
-    parser.add_argument("--min-side", type=int,
+    parser.add_argument("--min-side", type=positive_int,
                         help="reject images with a side under this many px (default: max(32, image size / 4))")
-    parser.add_argument("--max-aspect", type=float, default=2.0, help="reject images whose long/short side exceeds this (default 2.0)")
-    parser.add_argument("--workers", type=int, help="conversion processes (default: all cores)")
+    parser.add_argument("--max-aspect", type=number_at_least(1.0), default=2.0, help="reject images whose long/short side exceeds this (default 2.0)")
+    parser.add_argument("--workers", type=positive_int, help="conversion processes (default: all cores)")
     parser.add_argument("--salt", help="secret for patient keys (default: $CXRTUNE_SALT, else a salt file)")
     parser.add_argument("--salt-file", help="where the salt is kept when neither --salt nor $CXRTUNE_SALT is set "
                                             "(default: OUT.patient-salt.SECRET beside OUT; created if absent)")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from search.cli_types import positive_int
 from search.errors import SearchError
 
 DEFAULT_OBJECTIVES = "cv_val_auc_mean:max,trainable_params:min"
@@ -105,8 +106,8 @@ def _register_train_final(subparsers) -> None:
     )
     _add_search_arguments(parser)
     parser.add_argument("--config", dest="config_id", default=None, help="config_id to train (default: the best)")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the config's)")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the AUC interval")
+    parser.add_argument("--epochs", type=positive_int, default=None, help="epochs (default: the config's)")
+    parser.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples for the AUC interval")
     parser.add_argument("--to", type=Path, default=None,
                         help="write the model here (default: OUT/NAME/final/CONFIG_ID)")
     parser.add_argument("--data", type=Path, default=None,

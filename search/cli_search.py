@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from search.cli_types import non_negative_int, number_at_least, positive_int
 from search.errors import SearchError
 
 DEFAULT_OUT = "cxrtune-runs"
@@ -23,18 +24,18 @@ def register(subparsers) -> None:
     parser.add_argument("--folds", metavar="K", type=int, default=5, help="cross-validation folds per config (default 5)")
     parser.add_argument("--scheduler", default="fold-asha", choices=("fold-asha", "asha", "fifo"),
                         help="trial scheduler (default fold-asha: a config's folds are kept or stopped together)")
-    parser.add_argument("--grace-period", metavar="EPOCHS", type=int, default=1, help="epochs before ASHA may stop (default 1)")
-    parser.add_argument("--reduction-factor", metavar="RF", type=float, default=3, help="ASHA's halving rate (default 3)")
-    parser.add_argument("--gpus-per-trial", metavar="F", type=float, default=0, help="GPUs per trial, fractions allowed")
-    parser.add_argument("--cpus-per-trial", metavar="N", type=float, default=1, help="CPUs per trial (default 1)")
-    parser.add_argument("--max-concurrent", metavar="N", type=int, help="at most this many trials at once")
+    parser.add_argument("--grace-period", metavar="EPOCHS", type=positive_int, default=1, help="epochs before ASHA may stop (default 1)")
+    parser.add_argument("--reduction-factor", metavar="RF", type=number_at_least(1.0, inclusive=False), default=3, help="ASHA's halving rate (default 3)")
+    parser.add_argument("--gpus-per-trial", metavar="F", type=number_at_least(0.0), default=0, help="GPUs per trial, fractions allowed")
+    parser.add_argument("--cpus-per-trial", metavar="N", type=number_at_least(0.0, inclusive=False), default=1, help="CPUs per trial (default 1)")
+    parser.add_argument("--max-concurrent", metavar="N", type=positive_int, help="at most this many trials at once")
     parser.add_argument("--address", metavar="ADDR", help="Ray cluster address (default $RAY_ADDRESS, else a local Ray)")
     parser.add_argument("--storage", metavar="PATH|URI", help="shared path or URI (s3://, gs://) for checkpoints and results")
     parser.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default sqlite in --out; a server on a cluster)")
     parser.add_argument("--allow-unauthenticated-tracking", action="store_true",
                         help="log to an MLflow server that answers without authentication on a non-loopback "
                              "address (refused otherwise: anyone reaching it can read and delete runs and models)")
-    parser.add_argument("--max-failures", metavar="N", type=int, default=1, help="retries of a failed trial (default 1)")
+    parser.add_argument("--max-failures", metavar="N", type=non_negative_int, default=1, help="retries of a failed trial (default 1)")
     parser.add_argument("--weights-dir", metavar="DIR", help="folder of source weight files (trainables' registry)")
     parser.add_argument("--available-sources", metavar="LIST",
                         help="comma-separated source weights that exist; configs needing others are left out")

@@ -6,6 +6,8 @@ import json
 import time
 from pathlib import Path
 
+from search.cli_types import at_least, positive_int
+
 
 def register(subparsers) -> None:
     """Add `synth` to the `cxrtune` parser."""
@@ -20,10 +22,10 @@ def register(subparsers) -> None:
     parser.add_argument("--format", required=True, choices=("hospital", "nih"), dest="dataset_format",
                         help="hospital: DICOM + labels.csv; nih: PNG + NIH's tables")
     parser.add_argument("--out", required=True, type=Path, help="output folder (new or empty)")
-    parser.add_argument("--n-images", type=int, default=300,
+    parser.add_argument("--n-images", type=positive_int, default=300,
                         help="distinct radiographs to write (hospital adds duplicates and 2 outliers; default 300)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--image-size", type=int, default=256, help="side of the square rendering in px (default 256)")
+    parser.add_argument("--image-size", type=at_least(16), default=256, help="side of the square rendering in px (default 256)")
     parser.add_argument("--prevalence", choices=("study", "balanced", "study-multilabel"), default="study",
                         help="study: the reference set's table, one category per image (68.3%% normal; NIH: NIH's "
                              "counts); balanced: 30%% normal, categories equally likely; study-multilabel (hospital): "

@@ -66,6 +66,11 @@ def run_pretrain(args) -> int:
 
 
 def run_weights(args) -> int:
+    if args.weights_dir is not None and not args.weights_dir.is_dir():
+        from trainables.errors import WeightsError
+
+        raise WeightsError(f"--weights-dir {args.weights_dir}: no such folder; give the folder `cxrtune pretrain` "
+                           "wrote weights to")
     from trainables.weights import available_weights, fetch_imagenet
 
     if args.fetch_imagenet:

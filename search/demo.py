@@ -34,6 +34,10 @@ DEMO_OUTPUTS = ("synthetic", "prepared", "weights", "demo", "mlflow.db", "mlarti
 
 def clear_previous_demo(out_dir: Path) -> None:
     """Remove an earlier demo's outputs, and only those: a folder the demo did not make is refused."""
+    if out_dir.exists() and not out_dir.is_dir():
+        from search.errors import SearchError
+
+        raise SearchError(f"--out {out_dir} is a file; give a new or empty folder")
     if not out_dir.exists() or not any(out_dir.iterdir()):
         return
     if not (out_dir / "demo" / "search.json").is_file():

@@ -135,7 +135,7 @@ def test_hospital_labels_csv_is_read_and_checked(tmp_path):
         "twice.csv": "image,labels\na.dcm,normal\na.dcm,nodule\n",
         "binary.csv": b"\xff\xfe\x00\x81garbage",
     }
-    messages = {"missing.csv": "does not exist", "no_labels.csv": "lacks column.*labels", "empty.csv": "cannot be read",
+    messages = {"missing.csv": "does not exist", "no_labels.csv": "lacks column.*labels", "empty.csv": "is empty",
                 "header_only.csv": "no rows", "twice.csv": "more than once", "binary.csv": "cannot be read|lacks"}
     for name, content in cases.items():
         path = tmp_path / name
@@ -145,3 +145,40 @@ def test_hospital_labels_csv_is_read_and_checked(tmp_path):
             path.write_text(content)
         with pytest.raises(DataError, match=messages[name]):
             read_hospital_labels(path)
+
+
+def test_a_builtin_taxonomy_name_means_the_builtin_whatever_the_working_folder_holds(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nih").write_text("categories: {x: [y]}\n")  # a file named like a built-in
+    (tmp_path / "study").mkdir()  # and a folder
+    assert load_taxonomy("nih").name == "nih" and load_taxonomy("study").name == "study"
+    (tmp_path / "mine.yaml").write_text("name: mine\nnormal: [normal]\ncategories: {x: [y]}\n")
+    assert load_taxonomy("mine.yaml").name == "mine" and load_taxonomy("./mine.yaml").name == "mine"
+    with pytest.raises(DataError, match="unknown taxonomy 'mine'"):
+        load_taxonomy("mine")
+    with pytest.raises(DataError, match="taxonomy file sub/none.yml does not exist"):
+        load_taxonomy("sub/none.yml")
+
+
+def test_labels_csv_as_spreadsheets_write_it(tmp_path):
+    path = tmp_path / "labels.csv"
+    # A byte-order mark, Windows line ends, quoted fields (one with a comma and a line break), a blank line,
+    # the same row twice (labels in another order), spaces around values.
+    path.write_bytes(("\ufeffimage,labels,patient_id\r\n"
+                      '"a.dcm","nodule|normal",1\r\n'
+                      '\r\n'
+                      '"b, c.dcm","nodule",2\r\n'
+                      '"d.dcm", "nodule|pacemaker" ,"3\r\n"\r\n'
+                      'a.dcm,normal|nodule,1\r\n').encode())
+    table = read_hospital_labels(path)
+    assert table["image"].tolist() == ["a.dcm", "b, c.dcm", "d.dcm"]
+    assert table["labels"].tolist() == ["nodule|normal", "nodule", "nodule|pacemaker"]
+    assert table["patient_id"].tolist() == ["1", "2", "3"] and table.index.tolist() == [2, 4, 5]
+    assert table.attrs["repeated_rows"] == 1
+    # The same image with other labels: both lines named. A row without labels: its line, not a row index.
+    path.write_text("image,labels\na.dcm,normal\n\nb.dcm,\na.dcm,nodule\n")
+    with pytest.raises(DataError, match=r"a.dcm more than once .*lines 2 and 5"):
+        read_hospital_labels(path)
+    path.write_text("image,labels\na.dcm,normal\n\nb.dcm,\n")
+    with pytest.raises(DataError, match=r"1 row\(s\) have no labels \(first: line 4\)"):
+        encode_labels(read_hospital_labels(path)["labels"], load_taxonomy("study"), where=str(path))

@@ -28,6 +28,16 @@ def convert_unless_six_images_exist(task, settings, images_dir):
     return REAL_CONVERT_ONE(task, settings, images_dir)
 
 
+def convert_five_then_fail(task, settings, images_dir):
+    """A conversion that raises on its sixth call (counted in a file: it runs in a worker process)."""
+    counter = Path(images_dir).parent / "calls.txt"
+    if counter.is_file() and len(counter.read_text().splitlines()) == 5:
+        raise RuntimeError("worker killed")
+    with counter.open("a") as stream:
+        stream.write(task.source_path + "\n")
+    return REAL_CONVERT_ONE(task, settings, images_dir)
+
+
 def pydicom_testdata(name: str) -> Path:
     from pydicom.data import get_testdata_file
 
@@ -189,20 +199,12 @@ def test_salt_is_never_stored_beside_the_keys(synthetic_hospital, tmp_path, monk
 
 def test_interrupted_run_resumes_and_unchanged_input_converts_nothing(synthetic_hospital, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    real_convert = conversion.convert_one
-    calls = []
-
-    def convert_then_fail(task, settings, images_dir):
-        if len(calls) == 5:
-            raise RuntimeError("worker killed")
-        calls.append(task.source_path)
-        return real_convert(task, settings, images_dir)
-
-    monkeypatch.setattr(conversion, "convert_one", convert_then_fail)
+    monkeypatch.setattr(conversion, "convert_one", convert_five_then_fail)
     with pytest.raises(RuntimeError, match="worker killed"):
         prepare_hospital(synthetic_hospital, synthetic_hospital / "labels.csv", out, image_size=32, salt=SALT,
                          workers=1, progress=False)
-    monkeypatch.setattr(conversion, "convert_one", real_convert)
+    monkeypatch.setattr(conversion, "convert_one", REAL_CONVERT_ONE)
+    (out / "calls.txt").unlink()
     assert progress_lines(out) == 5 and not (out / "manifest.csv").exists()
     assert not [path for path in (out / "images").iterdir() if path.name.startswith(".")]  # no torn PNG
 
@@ -227,12 +229,12 @@ def test_interrupted_run_resumes_and_unchanged_input_converts_nothing(synthetic_
                      workers=1, progress=False)
     assert (out / "manifest.csv").read_bytes() == manifest_bytes
 
-    # A changed file is converted again, alone; changed settings convert everything.
-    changed = synthetic_hospital / pd.read_csv(out / "manifest.csv")["source_path"][0]
-    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 1_000_000))
+    # A touched file (new mtime, same bytes) is not converted again; changed settings convert everything.
+    touched = synthetic_hospital / pd.read_csv(out / "manifest.csv")["source_path"][0]
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 1_000_000))
     prepare_hospital(synthetic_hospital, synthetic_hospital / "labels.csv", out, image_size=32, salt=SALT,
                      workers=1, progress=False)
-    assert progress_lines(out) == 21  # 19 + the torn line + the changed file
+    assert progress_lines(out) == 20  # 19 + the torn line
     prepare_hospital(synthetic_hospital, synthetic_hospital / "labels.csv", out, image_size=48, salt=SALT,
                      workers=2, progress=False)
     assert progress_lines(out) == 19 and load_prepared(out).summary["image_size"] == 48
@@ -487,3 +489,87 @@ def test_synthetic_nih_set_goes_through_prepare(tmp_path):
 def test_load_prepared_refuses_a_folder_that_is_not_one(tmp_path):
     with pytest.raises(DataError, match="manifest.csv is missing"):
         load_prepared(tmp_path)
+
+
+def kill_worker_on_first_file(task, settings, images_dir):
+    """A conversion whose process dies (SIGKILL, as the out-of-memory killer does) on one file."""
+    import signal
+
+    if task.source_path == os.environ.get("TEST_KILL_WORKER_ON"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return REAL_CONVERT_ONE(task, settings, images_dir)
+
+
+def test_a_file_that_kills_its_worker_is_rejected_and_the_run_goes_on(synthetic_hospital, tmp_path, monkeypatch):
+    killer = sorted(path.relative_to(synthetic_hospital).as_posix() for path in synthetic_hospital.rglob("*.dcm"))[3:]
+    monkeypatch.setenv("TEST_KILL_WORKER_ON", killer[0])  # forked workers inherit it
+    monkeypatch.setattr(conversion, "convert_one", kill_worker_on_first_file)
+    out = tmp_path / "out"
+    summary = prepare_hospital(synthetic_hospital, synthetic_hospital / "labels.csv", out, image_size=32,
+                               salt=SALT, workers=2, progress=False)
+    rejects = pd.read_csv(out / "rejects.csv").set_index("source_path")["reason"]
+    assert summary["counts"]["input"] == 19 and sum(summary["counts"].values()) == 38
+    assert rejects[killer[0]].startswith("conversion worker died (signal 9, SIGKILL)")
+    # The rejection is recorded: a re-run (the file still deadly) converts nothing and does not die there.
+    summary_again = prepare_hospital(synthetic_hospital, synthetic_hospital / "labels.csv", out, image_size=32,
+                                     salt=SALT, workers=2, progress=False)
+    assert summary_again["counts"] == summary["counts"] and progress_lines(out) == 19
+
+
+def test_a_corrected_copy_of_the_data_never_reuses_old_images(shared_data, tmp_path):
+    original = tmp_path / "original"
+    original.mkdir()
+    shutil.copy(shared_data / "dicom" / "highdicom_dx_image.dcm", original / "a.dcm")
+    (original / "labels.csv").write_text("image,labels\na.dcm,normal\n")
+    corrected = tmp_path / "corrected"
+    shutil.copytree(original, corrected)
+    raw = bytearray((original / "a.dcm").read_bytes())
+    raw[-20001:-1] = bytes(255 - value for value in raw[-20001:-1])  # 8-bit pixels at the end: same size
+    (corrected / "a.dcm").write_bytes(bytes(raw))
+    stat = (original / "a.dcm").stat()
+    assert (corrected / "a.dcm").stat().st_size == stat.st_size
+    os.utime(corrected / "a.dcm", ns=(stat.st_atime_ns, stat.st_mtime_ns))  # what `cp -p` or rsync would keep
+
+    def prepared_png(folder: Path, out: Path) -> bytes:
+        prepare_hospital(folder, folder / "labels.csv", out, image_size=32, salt=SALT, workers=1, progress=False)
+        return (out / load_prepared(out).manifest["image_path"][0]).read_bytes()
+
+    first = prepared_png(original, tmp_path / "out")
+    fresh = prepared_png(corrected, tmp_path / "fresh")
+    assert prepared_png(corrected, tmp_path / "out") == fresh != first  # another folder: converted again
+    # The same folder, content changed in place with size and mtime kept: converted again too.
+    shutil.copy(original / "a.dcm", corrected / "a.dcm")
+    os.utime(corrected / "a.dcm", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert prepared_png(corrected, tmp_path / "out") == first
+
+
+def test_free_text_in_code_string_headers_never_reaches_an_output(shared_data, tmp_path):
+    import pydicom
+
+    from data.dicom import MODALITY_TERMS, clean_code_string
+
+    assert clean_code_string(" pa ", {"PA"}) == "PA" and clean_code_string(None, {"PA"}) == ""
+    assert clean_code_string("LATERAL", {"PA"}) == "other" and clean_code_string("PA\\AP", {"PA"}) == "other"
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, attribute in (("view.dcm", "ViewPosition"), ("modality.dcm", "Modality")):
+        dataset = pydicom.dcmread(shared_data / "dicom" / "highdicom_dx_image.dcm")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom warns that these are not valid CS / UI values
+            dataset.SOPInstanceUID = "1.2.3.4.5" if name == "view.dcm" else "ZZYZX-PHI-UID"
+            setattr(dataset, attribute, f"ZZYZX-PHI-{attribute}")
+        dataset.save_as(folder / name)
+    (folder / "labels.csv").write_text("image,labels\nview.dcm,normal\nmodality.dcm,normal\n")
+    summary = prepare_hospital(folder, folder / "labels.csv", tmp_path / "out", image_size=32, salt=SALT,
+                               workers=1, progress=False)
+    assert summary["counts"] == {"input": 2, "accepted": 1, "rejected": 1, "duplicate": 0}
+    assert summary["header_values_replaced"] == {"view_position": 1, "modality": 0}
+    assert load_prepared(tmp_path / "out").manifest["view_position"].tolist() == ["other"]
+    assert pd.read_csv(tmp_path / "out" / "rejects.csv")["reason"][0].startswith("modality other (not a DICOM")
+    assert "ZZYZX" not in text_outputs(tmp_path / "out")
+    # With any modality accepted, the bad one is written as "other" and its bad UID is not the image id.
+    summary = prepare_hospital(folder, folder / "labels.csv", tmp_path / "any", image_size=32, salt=SALT,
+                               workers=1, progress=False, allowed_modalities=None)
+    assert summary["header_values_replaced"]["modality"] == 1  # (the other file is its pixel duplicate)
+    assert load_prepared(tmp_path / "any").manifest["image_id"][0].startswith("sha256:")
+    assert "ZZYZX" not in text_outputs(tmp_path / "any") and "DR" in MODALITY_TERMS
