@@ -38,8 +38,9 @@ def logits(y_prob) -> np.ndarray:
 
 def apply_temperatures(y_prob, temperatures) -> np.ndarray:
     """N x C probabilities with each column's logit divided by its temperature."""
-    scaled = logits(y_prob) / np.asarray(temperatures, dtype=float)[None, :]
-    return 1.0 / (1.0 + np.exp(-scaled))
+    from scipy.special import expit
+
+    return expit(logits(y_prob) / np.asarray(temperatures, dtype=float)[None, :])
 
 
 def fit_temperature(y_true, y_prob) -> float:
