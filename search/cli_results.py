@@ -125,6 +125,8 @@ def _train_final(args) -> int:
                           n_bootstrap=args.bootstrap, model_dir=args.to, data_path=args.data,
                           weights_dir=args.weights_dir, registered_name=args.model_name)
     print("\n".join(outcome.summary_lines()))
+    if outcome.clinical is not None:
+        print(outcome.clinical if isinstance(outcome.clinical, str) else "\n".join(outcome.clinical.summary_lines()))
     return 0
 
 
