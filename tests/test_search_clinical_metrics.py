@@ -124,3 +124,15 @@ def test_a_planted_subgroup_gap_is_flagged_and_noise_is_not():
     assert flagged == [("sex", "F", "weak_in_women")]
     men = next(row for row in rows if row["group"] == "M" and row["category"] == "weak_in_women")
     assert men["gap"] > 0.05 and not men["flagged"]  # better than the rest is not a gap to flag
+
+
+def test_evaluate_refuses_bad_input_in_one_line(tmp_path, capsys):
+    from search.cli import main
+
+    assert main(["evaluate", str(tmp_path / "missing.keras"), "--data", str(tmp_path)]) == 2
+    assert "expected a train-final model.keras with model.json beside it" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "m.keras"), "--data", str(tmp_path), "--specificity", "0.9,1.5"]) == 2
+    assert "each must be between 0 and 1" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "m.keras"), "--data", str(tmp_path), "--specificity", "high"]) == 2
+    error = capsys.readouterr().err
+    assert "--specificity 'high'" in error and error.count("\n") == 1

@@ -137,3 +137,26 @@ def test_external_validation_through_a_mapping_reports_the_drop(evaluated, tmp_p
     assert main(["evaluate", str(model_path), "--data", str(root / "prepared"), "--mapping", str(mapping)]) == 2
     error = capsys.readouterr().err
     assert "not categories of the data: Cardiomegaly_typo" in error and error.count("\n") == 1
+
+
+def test_temperature_scaling_repairs_a_model_made_over_confident(evaluated, tmp_path):
+    """The trained model with its logits planted 4x too large: evaluate --temperature must find T ~ 4
+    (one per category) and the scaled probabilities must be better calibrated than the raw ones."""
+    import keras
+
+    from search.final import save_final_model
+
+    root, model_path = evaluated
+    model = keras.models.load_model(model_path, compile=False)
+    dense = model.layers[-1]
+    dense.set_weights([4.0 * weight for weight in dense.get_weights()])  # sigmoid(4 z): 4x over-confident
+    sidecar = json.loads(model_path.with_suffix(".json").read_text())
+    over_confident = save_final_model(model, tmp_path / "model", config=sidecar["config"], categories=CATEGORIES,
+                                      summary={"bit_depth": 8}, metrics={}, search_name="unit")
+    assert main(["evaluate", str(over_confident), "--data", str(root / "prepared"), "--temperature",
+                 "--bootstrap", "10", "--out", str(tmp_path / "evaluation")]) == 0
+    temperatures = json.loads(over_confident.with_suffix(".json").read_text())["clinical"]["temperatures"]
+    assert all(temperature > 2 for temperature in temperatures.values())
+    calibration = pd.read_csv(tmp_path / "evaluation" / "calibration.csv").set_index(["probabilities", "category"])
+    assert calibration.loc[("temperature", "macro"), "ece"] < calibration.loc[("raw", "macro"), "ece"]
+    assert calibration.loc[("temperature", "macro"), "brier"] < calibration.loc[("raw", "macro"), "brier"]
