@@ -125,6 +125,7 @@ def _convert_checked(task: ConversionTask, settings: ConversionSettings, images_
         "view_position": facts.get("view_position", ""), "modality": facts.get("modality", ""),
         "original_rows": facts["rows"], "original_cols": facts["cols"],
         "pixel_spacing_row_mm": facts.get("pixel_spacing_row_mm"), "pixel_spacing_col_mm": facts.get("pixel_spacing_col_mm"),
+        "sex": facts.get("sex", ""), "age_band": facts.get("age_band", ""),  # coarse demographics only
     }
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from data.demographics import dicom_demographics
 from data.errors import DataError
 
 GRAYSCALE_PHOTOMETRICS = ("MONOCHROME1", "MONOCHROME2")
@@ -224,6 +225,8 @@ def _header_facts(dataset) -> dict[str, Any]:
         "sop_instance_uid": clean_uid(dataset.get("SOPInstanceUID")),
         "transfer_syntax": clean_uid(dataset.file_meta.get("TransferSyntaxUID")),
         "patient_id": str(dataset.get("PatientID") or "").strip(),
+        # Only the sex and a coarse age band: never the birth date or the exact age (data/demographics.py).
+        **dicom_demographics(dataset),
     }
 
 

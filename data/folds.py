@@ -34,6 +34,7 @@ from data.errors import DataError
 NON_LABEL_COLUMNS = frozenset({
     "image_id", "image_path", "patient_key", "source_path", "view_position", "modality",
     "original_rows", "original_cols", "pixel_spacing_row_mm", "pixel_spacing_col_mm", "split", "fold",
+    "sex", "age_band",
 })
 TEST_SPLIT, CV_SPLIT, TEST_FOLD = "test", "cv", -1
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from data.demographics import DEMOGRAPHIC_COLUMNS
 from data.errors import DataError
 
 # Columns before the category columns, then `split`, `fold` after them.
@@ -16,6 +17,9 @@ LEADING_COLUMNS = ("image_id", "image_path", "patient_key", "source_path", "view
                    "original_rows", "original_cols", "pixel_spacing_row_mm", "pixel_spacing_col_mm")
 TRAILING_COLUMNS = ("split", "fold")
 STRING_COLUMNS = ("image_id", "image_path", "patient_key", "source_path", "view_position", "modality", "split")
+# Coarse demographics for subgroup evaluation (sex; age in decades, 90+): never raw ages or birth dates.
+LEADING_COLUMNS += DEMOGRAPHIC_COLUMNS
+STRING_COLUMNS += DEMOGRAPHIC_COLUMNS
 
 
 def manifest_columns(categories: list[str]) -> list[str]:

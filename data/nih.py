@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from data.demographics import age_band, normalise_sex
 from data.errors import DataError
 
 FINDINGS = (
@@ -80,6 +81,9 @@ def read_labels(path: Path | str) -> pd.DataFrame:
         table[column] = pd.to_numeric(table[column], errors="coerce").astype("Int64")
     for column in ("pixel_spacing_x_mm", "pixel_spacing_y_mm"):
         table[column] = pd.to_numeric(table[column], errors="coerce")
+    # Subgroup columns (data/demographics.py): sex and a decade age band (90+ grouped).
+    table["sex"] = table["patient_gender"].map(normalise_sex)
+    table["age_band"] = table["patient_age"].map(lambda years: "" if pd.isna(years) else age_band(years))
     findings = encode_findings(table["finding_labels"], where=str(path))
     table = pd.concat([table.drop(columns=["finding_labels"]), findings], axis=1)
     repeated = table["image"][table["image"].duplicated()]

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from data.conversion import ConversionSettings, convert_one
+from data.demographics import DEMOGRAPHIC_COLUMNS
 from data.dicom import OTHER_VALUE, VIEW_POSITION_TERMS, clean_code_string
 from data.labels import Taxonomy, drop_least_category, drop_rare_categories
 from data.manifest import manifest_columns, write_csv_atomic, write_json_atomic, write_text_atomic
@@ -107,6 +108,8 @@ def _manifest(accepted, label_rows: pd.DataFrame, categories, settings, dataset_
                "modality": record.get("modality") or "", "original_rows": record["original_rows"],
                "original_cols": record["original_cols"], "pixel_spacing_row_mm": record.get("pixel_spacing_row_mm"),
                "pixel_spacing_col_mm": record.get("pixel_spacing_col_mm"), "split": "", "fold": pd.NA}
+        # DICOM header facts (record) or the NIH table's columns (labels): sex and age band only.
+        row.update({column: record.get(column) or labels.get(column) or "" for column in DEMOGRAPHIC_COLUMNS})
         if dataset_format == "nih":
             row.update(_nih_facts(labels, record))
         row.update({category: int(labels[category]) for category in categories})

@@ -128,7 +128,7 @@ def _hospital_patients(seed: int, n_images: int, model: LabelModel, structure: n
 
 def write_hospital(out_dir: Path | str, *, n_images: int, seed: int = 0, image_size: int = 256,
                    prevalence: str = "study", n_duplicates: int | None = None, outliers: bool = True,
-                   overwrite: bool = False) -> dict:
+                   overwrite: bool = False, fainter_for_sex=None) -> dict:
     """Write `n_images` distinct radiographs as DICOM under out_dir, plus duplicates, outliers and labels.csv.
 
     n_duplicates defaults to n_images // 50 (at least 1); outliers adds one CT slice and one tiny image.
@@ -139,6 +139,7 @@ def write_hospital(out_dir: Path | str, *, n_images: int, seed: int = 0, image_s
     if n_duplicates is not None and (isinstance(n_duplicates, bool) or not isinstance(n_duplicates, int)
                                      or n_duplicates < 0):
         raise DataError(f"n_duplicates must be an integer >= 0 or None (n_images // 50); got {n_duplicates!r}")
+    effect = _sex_effect(fainter_for_sex, HOSPITAL_CATEGORIES)
     out = _prepare_out_dir(out_dir, n_images, seed, image_size, overwrite)
     structure = np.random.default_rng([seed, 0])
     rows: list[tuple[str, str, str]] = []
@@ -149,8 +150,8 @@ def write_hospital(out_dir: Path | str, *, n_images: int, seed: int = 0, image_s
             index = len(written)
             image_rng = np.random.default_rng([seed, 2, index])
             study = make_study(image_rng, seed, patient_number, visit)
-            signatures = [STUDY_SIGNATURES[name] for name in labels]
-            image = render_chest(chest, signatures, image_size=image_size, rng=image_rng)
+            image = render_chest(chest, _signatures(labels, STUDY_SIGNATURES, patient.sex, effect,
+                                                    _HOSPITAL_CATEGORY_OF), image_size=image_size, rng=image_rng)
             if image_rng.random() < 0.3:  # a narrower detector or collimation: non-square files exist
                 margin = image_size // 12
                 image = image[:, margin:image_size - margin]
@@ -171,11 +172,12 @@ def write_hospital(out_dir: Path | str, *, n_images: int, seed: int = 0, image_s
     return {"format": "hospital", "out_dir": str(out), "labels_csv": "labels.csv", "seed": seed,
             "image_size": image_size, "prevalence": prevalence, "n_images": n_images, "n_files": len(rows),
             "n_patients": patient_number, "duplicates": duplicates, "outliers": outlier_files,
-            "label_counts": counts}
+            "label_counts": counts, **({"fainter_for_sex": str(effect)} if effect else {})}
 
 
 def write_nih(out_dir: Path | str, *, n_images: int, seed: int = 0, image_size: int = 256,
-              prevalence: str = "study", test_fraction: float = 0.2, overwrite: bool = False) -> dict:
+              prevalence: str = "study", test_fraction: float = 0.2, overwrite: bool = False,
+              fainter_for_sex=None) -> dict:
     """Write `n_images` PNGs in out_dir/images plus NIH's table and patient-disjoint split lists."""
     from PIL import Image
 
@@ -184,6 +186,7 @@ def write_nih(out_dir: Path | str, *, n_images: int, seed: int = 0, image_size: 
         raise DataError("n_images must be >= 2 for the NIH layout (one patient in each of its split lists); got 1")
     if not 0.0 < test_fraction < 1.0:
         raise DataError(f"test_fraction must be between 0 and 1 (exclusive); got {test_fraction}")
+    effect = _sex_effect(fainter_for_sex, NIH_COUNTS)
     out = _prepare_out_dir(out_dir, n_images, seed, image_size, overwrite)
     structure = np.random.default_rng([seed, 0])
     (out / "images").mkdir()
@@ -201,7 +204,7 @@ def write_nih(out_dir: Path | str, *, n_images: int, seed: int = 0, image_size: 
         for follow_up in range(n_follow_ups):
             image_rng = np.random.default_rng([seed, 2, len(label_texts)])
             findings = model.sample(image_rng)
-            image = render_chest(chest, [NIH_SIGNATURES[name] for name in findings],
+            image = render_chest(chest, _signatures(findings, NIH_SIGNATURES, sex, effect),
                                  image_size=image_size, rng=image_rng)
             name = f"{patient_id:08d}_{follow_up:03d}.png"
             Image.fromarray(np.rint(image * 255).astype(np.uint8)).save(out / "images" / name, pnginfo=_png_marker())
@@ -224,7 +227,30 @@ def write_nih(out_dir: Path | str, *, n_images: int, seed: int = 0, image_size: 
     return {"format": "nih", "out_dir": str(out), "labels_csv": "Data_Entry_2017.csv", "seed": seed,
             "image_size": image_size, "prevalence": prevalence, "n_images": n_images, "n_files": n_images,
             "n_patients": len(names_by_patient), "n_test_images": sum(len(names_by_patient[i]) for i in test_patients),
-            "label_counts": _label_counts(label_texts, normal="No Finding")}
+            "label_counts": _label_counts(label_texts, normal="No Finding"),
+            **({"fainter_for_sex": str(effect)} if effect else {})}
+
+
+_HOSPITAL_CATEGORY_OF = {name: category for category, (_, shares) in HOSPITAL_CATEGORIES.items() for name in shares}
+
+
+def _sex_effect(value, findings):
+    """None, or a checked data.render_effects.SexEffect (from one or from 'FINDING:SEX:STRENGTH')."""
+    from data.render_effects import SexEffect
+
+    if value is None:
+        return None
+    return (value if isinstance(value, SexEffect) else SexEffect.parse(value)).checked(list(findings))
+
+
+def _signatures(names, signatures, sex: str, effect, category_of=None):
+    """The findings' signatures; the planted effect's finding fainter for its sex (issue 16's subgroup test)."""
+    from data.render_effects import fainter
+
+    def planted(name: str) -> bool:
+        return effect is not None and sex == effect.sex and (category_of or {}).get(name, name) == effect.finding
+
+    return [fainter(signatures[name], effect.strength) if planted(name) else signatures[name] for name in names]
 
 
 def _test_patients(n_patients: int, test_fraction: float, rng: np.random.Generator) -> set[int]:

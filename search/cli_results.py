@@ -126,6 +126,8 @@ def _train_final(args) -> int:
                           n_bootstrap=args.bootstrap, model_dir=args.to, data_path=args.data,
                           weights_dir=args.weights_dir, registered_name=args.model_name)
     print("\n".join(outcome.summary_lines()))
+    if outcome.clinical is not None:
+        print(outcome.clinical if isinstance(outcome.clinical, str) else "\n".join(outcome.clinical.summary_lines()))
     return 0
 
 
@@ -141,13 +143,16 @@ def _register_predict(subparsers) -> None:
     parser.add_argument("--gradcam", type=Path, default=None, metavar="DIR",
                         help="write a Grad-CAM heatmap PNG per image into DIR")
     parser.add_argument("--output", type=Path, default=None, help="write to this file instead of stdout")
+    parser.add_argument("--calls", default=None, metavar="POINT",
+                        help="add 0/1 calls at an operating point saved by `cxrtune evaluate` "
+                             "(youden, specificity_0.90, specificity_0.95)")
     parser.set_defaults(func=_predict)
 
 
 def _predict(args) -> int:
     from search.predict import format_predictions, predict_files
 
-    predictions = predict_files(args.model, args.files, gradcam_dir=args.gradcam)
+    predictions = predict_files(args.model, args.files, gradcam_dir=args.gradcam, calls=args.calls)
     text = format_predictions(predictions, args.format)
     if args.output:
         args.output.write_text(text)

@@ -32,6 +32,9 @@ def register(subparsers) -> None:
                              "the study's normal share, 1-3 findings per abnormal image (default study)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier synthetic output in --out (refused for other folders)")
+    parser.add_argument("--fainter-for-sex", default=None, metavar="FINDING:SEX:STRENGTH",
+                        help="plant a subgroup effect: draw FINDING (an NIH finding or a study category) at "
+                             "STRENGTH (0 invisible .. 1 as usual) in patients of SEX (F or M), e.g. Cardiomegaly:F:0.2")
     parser.add_argument("--json", action="store_true", help="print the full summary as JSON")
     parser.set_defaults(func=run_synth)
 
@@ -42,7 +45,7 @@ def run_synth(args: argparse.Namespace) -> int:
     writer = write_hospital if args.dataset_format == "hospital" else write_nih
     start = time.perf_counter()
     summary = writer(args.out, n_images=args.n_images, seed=args.seed, image_size=args.image_size,
-                     prevalence=args.prevalence, overwrite=args.overwrite)
+                     prevalence=args.prevalence, overwrite=args.overwrite, fainter_for_sex=args.fainter_for_sex)
     seconds = time.perf_counter() - start
     if args.json:
         print(json.dumps(summary, indent=2))

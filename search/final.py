@@ -32,6 +32,7 @@ class FinalOutcome:
     run_id: str | None = None
     registered: str | None = None  # "name version N"
     history: list[dict] = field(default_factory=list)
+    clinical: object = None  # search.evaluate.EvaluationOutcome, or why it was skipped (str)
 
     def summary_lines(self) -> list[str]:
         m = self.metrics
@@ -151,6 +152,7 @@ def train_final(name, *, out_dir=None, config_id: str | None = None, epochs: int
     outcome = FinalOutcome(config, model_path, metrics, history=history)
     _log_and_register(outcome, results, registered_name or f"cxrtune-{results.name}",
                       n_train=int((manifest["split"] == "cv").sum()))
+    outcome.clinical = clinical_evaluation(outcome, results, summary, n_bootstrap=n_bootstrap)
     return outcome
 
 
@@ -229,3 +231,23 @@ def _log_and_register(outcome: FinalOutcome, results, registered_name: str, *, n
     )
     client.set_terminated(run_id)
     outcome.run_id, outcome.registered = run_id, f"{registered_name} version {version.version}"
+
+
+def clinical_evaluation(outcome: FinalOutcome, results, summary: dict, *, n_bootstrap: int):
+    """`cxrtune evaluate` on the test part (thresholds and temperatures saved into model.json), logged to
+    the final run; a one-line reason (str) instead when it cannot run, since the model is already saved."""
+    from data.errors import DataError
+    from search.evaluate import evaluate_model
+    from search.evaluation_report import log_evaluation
+
+    if not summary.get("root"):
+        return "clinical evaluation skipped: the search's data has no prepared path (run `cxrtune evaluate --data`)"
+    try:
+        clinical = evaluate_model(outcome.model_path, summary["root"], split="test", n_bootstrap=max(10, n_bootstrap),
+                                  seed=int(outcome.config["seed"]), search_dir=results.search_dir)
+    except (SearchError, DataError) as error:
+        return f"clinical evaluation skipped: {error}"
+    if outcome.run_id:
+        log_evaluation(results.mlflow_runs["tracking_uri"], outcome.run_id, clinical.evaluation, clinical.paths,
+                       clinical.model_card, outcome.model_path.with_name(SIDECAR_FILE))
+    return clinical

@@ -45,15 +45,23 @@ def load_final_model(model_path):
     return model, sidecar
 
 
-def predict_files(model_path, files, *, gradcam_dir=None) -> list[dict]:
+def predict_files(model_path, files, *, gradcam_dir=None, calls: str | None = None) -> list[dict]:
     """One dict per file: `file`, a probability per category, `error` ('' when fine), and with
-    `gradcam_dir` the `gradcam` heatmap path (for the most probable category, `gradcam_category`)."""
+    `gradcam_dir` the `gradcam` heatmap path (for the most probable category, `gradcam_category`).
+
+    Temperatures saved by `cxrtune evaluate --temperature` are applied to the probabilities; `calls`
+    names a saved operating point (`youden`, `specificity_0.90`, ...) and adds `<category>_call`
+    (1 positive, 0 negative) per category that has it."""
     from data.errors import DataError
     from data.pipeline import make_dataset
     from data.prepare import convert_image
 
     model, sidecar = load_final_model(model_path)
     categories, size = list(sidecar["categories"]), int(sidecar["image_size"])
+    clinical = sidecar.get("clinical") or {}
+    if calls is not None and not any(calls in points for points in (clinical.get("thresholds") or {}).values()):
+        raise SearchError(f"--calls {calls}: {model_path} has no such saved operating point; run `cxrtune evaluate` "
+                          "first (points: youden, specificity_0.90, specificity_0.95)")
     rows, images, readable = [], [], []
     for path in map(Path, files):
         row = {"file": str(path), "error": ""}
@@ -79,8 +87,18 @@ def predict_files(model_path, files, *, gradcam_dir=None) -> list[dict]:
 
             maps.append(gradcam_maps(model, batch_images, batch_probabilities.argmax(axis=1)))
     probabilities = np.concatenate(probabilities)
+    if clinical.get("temperatures"):
+        from search.calibration import apply_temperatures
+
+        probabilities = apply_temperatures(probabilities, [clinical["temperatures"].get(c, 1.0) for c in categories])
     for position, row_index in enumerate(readable):
         rows[row_index].update({c: float(p) for c, p in zip(categories, probabilities[position])})
+    if calls is not None:
+        from search.operating_points import calls as threshold_calls
+
+        for category, values in threshold_calls(probabilities, categories, clinical["thresholds"], calls).items():
+            for position, row_index in enumerate(readable):
+                rows[row_index][f"{category}_call"] = int(values[position])
     if gradcam_dir is not None:
         _write_gradcams(rows, readable, stacked, np.concatenate(maps), probabilities, categories, Path(gradcam_dir))
     return rows

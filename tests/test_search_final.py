@@ -177,6 +177,10 @@ def test_recipe_report_pareto_train_final_predict(recipe, capsys):
     run = client.get_run(version.run_id)
     assert run.data.tags["mlflow.parentRunId"] == runs["parent_run_id"]
     assert run.data.metrics["test_auc"] == pytest.approx(metrics["test_auc"])
+    # The clinical evaluation (issue 16) ran on the test part and went to the same run, thresholds into model.json.
+    assert "clinical_subgroup_gaps_flagged" in run.data.metrics and set(sidecar["clinical"]["thresholds"]) <= set(sidecar["categories"])
+    assert "## Subgroups" in (model_dir / "evaluation" / "model_card.md").read_text()
+    assert {"model_card.md", "evaluation"} <= {a.path for a in client.list_artifacts(version.run_id)}
     assert sorted(a.path for a in client.list_artifacts(version.run_id, "model")) == [
         "model/model.json", "model/model.keras"]
     parent_artifacts = {a.path for a in client.list_artifacts(runs["parent_run_id"])}
