@@ -73,12 +73,16 @@ def best_first(points) -> np.ndarray:
 
 
 def kept_at_rung(points, index: int, reduction_factor: float) -> tuple[bool, int, int]:
-    """(kept, place, quota): whether point `index` is among the best max(1, ceil(n / rf)) of the n points.
+    """(kept, place, quota): whether point `index` is among the best max(1, ceil(n / rf), size of the first
+    front) of the n points.
 
     MO-ASHA's promotion rule, as Schmucker et al. (2021) and Syne Tune's MOASHA rank a rung: the top 1/rf
     by non-dominated sorting, ties within a front broken by an epsilon-net (`spread_order`)."""
     order = list(best_first(points))
     quota = max(1, math.ceil(len(order) / float(reduction_factor)))
+    # Every config on the rung's non-dominated front goes on, however many: a config that no other beats on
+    # every objective at this fidelity is a candidate for the final front (the quota fills the rest).
+    quota = max(quota, int((nondominated_ranks(points) == 0).sum()))
     place = order.index(index)
     return place < quota, place, quota
 

@@ -13,12 +13,13 @@ next report; once promoted at a rung, later folds pass that rung too. So no conf
 trained to the end and others cut early.
 
 Multi-objective fold-aware ASHA (`mo-fold-asha`) keeps all of that but judges a config on a vector: the
-fold mean of each objective at the rung. It is kept when it is among the best max(1, ceil(n / rf)) of the n
-configs recorded at the rung, ranked by non-dominated sorting and, inside a front, by an epsilon-net that
-takes the front's ends and spread-out points first (search/multiobjective.py; MO-ASHA, Schmucker et al. 2021). A cost known before training (trainable
-parameters, reported with every epoch) counts from the first rung on; a measured one (seconds per epoch)
-is the trial's latest epoch without graph tracing, or at the first epoch the only time there is. Costs
-are compared in decades (log10), since parameters span 13k to 23M.
+fold mean of each objective at the rung. It goes on when it is on the rung's non-dominated front or among
+the best max(1, ceil(n / rf)) of the n configs recorded there, ranked by non-dominated sorting and, inside
+a front, by an epsilon-net that takes the front's ends and spread-out points first (search/multiobjective.py;
+MO-ASHA, Schmucker et al. 2021). A cost known before training (trainable parameters, reported with every
+epoch) counts from the first rung on; a measured one (seconds per epoch) is the trial's latest epoch
+without graph tracing, or at the first epoch the only time there is. Costs are compared in decades (log10),
+since parameters span 13k to 23M.
 """
 from __future__ import annotations
 

@@ -20,11 +20,13 @@ def test_spread_order_takes_the_ends_before_duplicates_and_the_middle():
     assert best_first(np.vstack([points, [(0.5, -6.0)]])).tolist() == [0, 2, 3, 1, 4]
 
 
-def test_kept_at_rung_is_the_top_ceil_n_over_rf():
-    points = [(0.8, -5.0), (0.6, -1.0), (0.7, -3.0), (0.5, -6.0)]
-    assert kept_at_rung(points, 1, 3) == (True, 1, 2)  # ceil(4 / 3) = 2 go on
-    assert kept_at_rung(points, 1, 2) == (True, 1, 2)
-    assert kept_at_rung(points, 2, 2) == (False, 2, 2)
+def test_kept_at_rung_is_the_first_front_or_the_top_ceil_n_over_rf():
+    points = [(0.8, -5.0), (0.6, -1.0), (0.7, -3.0), (0.5, -6.0)]  # the first three: one front
+    assert kept_at_rung(points, 2, 2) == (True, 2, 3)   # third in order, but on the front: goes on
+    assert kept_at_rung(points, 3, 2) == (False, 3, 3)
+    chain = [(0.9, -1.0), (0.8, -2.0), (0.7, -3.0), (0.6, -4.0)]  # each dominated by the one before
+    assert kept_at_rung(chain, 1, 2) == (True, 1, 2)    # ceil(4 / 2) = 2 go on
+    assert kept_at_rung(chain, 2, 2) == (False, 2, 2)
     assert kept_at_rung([(0.1, 0.1)], 0, 3) == (True, 0, 1)
 
 

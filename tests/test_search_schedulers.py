@@ -165,10 +165,10 @@ def test_fold_asha_cuts_the_cheap_config_and_mo_fold_asha_keeps_it_on_the_front(
     # MO-fold-ASHA: the cheap config is the fewest-parameter end of the rung's non-dominated front: kept.
     multi = scripted_search("mo-fold-asha")
     assert set(multi.loc[multi["config_id"] == "cheap", "epochs_done"]) == {4}
-    assert full_budget_front(multi) == {"cheap", "costly"}
-    # It still stops what is dominated: costly2 (costly's cost, lower AUC) at rung 1, mid at rung 2.
+    assert full_budget_front(multi) == {"cheap", "mid", "costly"}
+    # It still stops what is dominated: costly2 (costly's cost, lower AUC) at rung 2.
     epochs = multi.groupby("config_id")["epochs_done"].max().to_dict()
-    assert epochs == {"cheap": 4, "costly": 4, "costly2": 1, "mid": 2}
+    assert epochs == {"cheap": 4, "costly": 4, "costly2": 2, "mid": 4}
 
 
 def test_mo_decisions_keep_the_best_fronts_spread_out_first():
@@ -177,9 +177,11 @@ def test_mo_decisions_keep_the_best_fronts_spread_out_first():
     assert decisions.on_result("b", 0, 1, (0.79, 5.0))         # dominated by a; 2 configs, the best 1 go on
     assert "non-dominated front 2" in decisions.reasons["b/0"]
     assert not decisions.on_result("c", 0, 1, (0.60, 1.0))     # cheaper: front 1 with a, its far end: kept
-    # d is on front 1 too, but between a and c: third in the epsilon-net order, past the quota of 2.
-    assert decisions.on_result("d", 0, 1, (0.70, 3.0))
-    assert "front 1, place 3 of 4" in decisions.reasons["d/0"]
+    # d lies between a and c on their front: third in the epsilon-net order, past ceil(4 / 2) = 2, but a
+    # config no other beats on both objectives goes on.
+    assert not decisions.on_result("d", 0, 1, (0.70, 3.0))
+    assert decisions.on_result("e", 0, 1, (0.65, 5.5))         # behind a and b: front 3, stopped
+    assert "front 3, place 5 of 5" in decisions.reasons["e/0"]
     assert decisions.config_value(1, "a") == pytest.approx((0.80, -5.0))
 
 
