@@ -275,14 +275,18 @@ def finish_search(search_dir: Path) -> Path:
 
     from search.aggregate import fold_table
     from search.pareto import export_front
+    from search.uncertainty import front_with_uncertainty
 
     settings = json.loads((search_dir / SEARCH_FILE).read_text())
     trials = pd.read_csv(search_dir / "trials.csv", dtype={"config_id": str})
     table = fold_table(trials, n_folds=settings["n_folds"])
     table.to_csv(search_dir / "fold_table.csv", index=False)
-    full = table[table["full_budget"]] if "full_budget" in table else table
-    if len(full) and len(settings.get("objectives") or OBJECTIVES) >= 2:  # a stopped config is never on it
-        export_front(full, settings.get("objectives") or OBJECTIVES, search_dir)
+    objectives = settings.get("objectives") or OBJECTIVES
+    if table["full_budget"].any() and len(objectives) >= 2:  # the front of full-budget configs only
+        flagged, _, note = front_with_uncertainty(search_dir, table, objectives)
+        export_front(flagged, objectives, search_dir, note=note)
+    print(f"\n{int(table['full_budget'].sum())} of {len(table)} configs trained every fold for every epoch "
+          "(full budget); `cxrtune report` and `cxrtune pareto` show those, --all-configs the others too")
     unfinished = int((~trials["status"].isin(["TERMINATED", "ERROR"])).sum()) if "status" in trials else 0
     if unfinished:  # Ctrl-C: Tune stopped the trials and saved its state
         print(f"\n{unfinished} trial(s) unfinished: continue with "

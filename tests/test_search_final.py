@@ -80,14 +80,14 @@ def test_final_split_trains_on_every_cv_row_and_validates_on_test_rows():
 
 
 def test_choose_config_takes_the_best_complete_one_or_the_one_named():
-    table = pd.DataFrame({"config_id": ["a", "b", "c"], "complete": [True, False, True],
+    table = pd.DataFrame({"config_id": ["a", "b", "c"], "full_budget": [True, False, True],
                           "cv_val_auc_mean": [0.7, 0.9, 0.8]})
-    assert choose_config(table, None) == "c"  # b is better but has folds missing
+    assert choose_config(table, None) == "c"  # b is better but was not trained to full budget
     assert choose_config(table, "b") == "b"
     with pytest.raises(SearchError, match="'zz' is not in this search; its configs: a, b, c"):
         choose_config(table, "zz")
     with pytest.raises(SearchError, match="--config"):
-        choose_config(table.assign(complete=False), None)
+        choose_config(table.assign(full_budget=False), None)
 
 
 # --- the study recipe, CPU-sized ---------------------------------------------------------------
