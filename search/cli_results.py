@@ -54,7 +54,7 @@ def _report(args) -> int:
     paths = write_report(results, args.to or results.search_dir / "report", all_configs=args.all_configs)
     print(paths["markdown"].read_text())
     if args.test:
-        from search.test_table import write_test_tables
+        from search.heldout import write_test_tables
 
         paths.update(write_test_tables(results, args.to or results.search_dir / "report", data_path=args.data))
         print(paths["test_markdown"].read_text())

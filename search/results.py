@@ -210,3 +210,12 @@ def _search_manifest(results: SearchResults):
     from data.manifest import load_prepared
 
     return load_prepared(described["path"]).manifest
+
+
+def trial_predictions_path(trial) -> str | None:
+    """The val_predictions.npz of a Tune trial's latest checkpoint, when the driver can read it locally."""
+    from trainables.predictions import PREDICTIONS_FILE
+
+    checkpoint = getattr(trial, "checkpoint", None)
+    path = Path(str(getattr(checkpoint, "path", ""))) / PREDICTIONS_FILE if checkpoint is not None else None
+    return str(path) if path is not None and path.is_file() else None
