@@ -5,16 +5,22 @@ What each column of the fold table means (all per config, over its folds):
 - config params (`config_id`, `backbone`, `method`, ...): copied from the config's first trial row.
 - `n_folds`: folds the search has for this config (the distinct `fold` values of the whole trials table,
   unless the caller says how many); `n_folds_done`: folds whose trial ended normally (Ray status
-  TERMINATED, whether it ran all its epochs or was stopped by the scheduler); `complete`: every fold done.
-- `epochs_done_min` / `epochs_done_max`: epochs trained by the shortest and longest fold; `stopped_early`:
-  some done fold trained fewer epochs than the config asked for (the scheduler cut it).
+  TERMINATED, whether it ran all its epochs or was stopped by the scheduler); `all_folds_ended`: every
+  fold done (some perhaps cut by the scheduler).
+- Fidelity: `epochs_trained_min` / `epochs_trained_max`: epochs trained by the shortest and longest done
+  fold; `full_budget`: every fold done AND trained every epoch of the config (what fronts and reports use
+  by default: a config cut after 1 epoch is not measured on the same footing); `stopped_early`: some done
+  fold trained fewer epochs than the config asked for (the scheduler cut it).
 - `cv_<metric>_mean` / `cv_<metric>_std`: mean and sample standard deviation (ddof=1, NaN for one fold) of
   the metric's last reported value over the done folds; for every `val_*` and `train_*` metric, per-class
   `val_auc_<category>` included. A fold where a metric could not be computed (e.g. a category with no
   positives in its validation part) is left out of that metric's mean, not counted as zero.
 - `trainable_params`, `total_params`: the model's parameter counts (the same for every fold).
 - `steady_epoch_time_s`: mean over done folds of each trial's steady-state epoch time (seconds per epoch
-  over the epochs without graph tracing, as measured by the trial); NaN when no fold had such an epoch.
+  over the epochs without graph tracing, as measured by the trial); NaN when no fold had such an epoch
+  (a fold that trained one epoch only has a traced one: it is never reported as steady). Then
+  `first_epoch_time_s` holds the mean first-epoch time (graph tracing included, several times the steady
+  cost) and `cost_from_first_epoch` is True: the cost could only be measured on a first epoch.
 - `gpu_seconds_per_epoch`: mean over done folds of gpus x steady_epoch_time_s (GPU-seconds for one epoch;
   0 on CPU-only trials, where `cpu_seconds_per_epoch` = cpus x steady_epoch_time_s says the cost instead).
 - `total_gpu_seconds`: sum over every fold trial (done or not) of gpus x its training time in seconds:
@@ -43,6 +49,24 @@ NOT_METRICS = frozenset({
 REQUIRED_COLUMNS = ("config_id", "fold")
 
 
+def mean_and_std(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; NaN for one value) of the finite values given: the one
+    fold aggregation of cxrtune (fold table, MLflow config runs, test tables)."""
+    finite = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    if not len(finite):
+        return float("nan"), float("nan")
+    return float(finite.mean()), float(finite.std(ddof=1)) if len(finite) > 1 else float("nan")
+
+
+def fidelity_tags(epochs_by_fold: dict[int, int], planned_epochs: int | None, n_folds: int) -> dict[str, str]:
+    """How far a config trained, as MLflow tags of its config run (filter on `tags.cxrtune.full_budget`)."""
+    epochs = [int(value) for value in epochs_by_fold.values()]
+    full = (planned_epochs is not None and len(epochs) >= n_folds and min(epochs, default=0) >= planned_epochs)
+    return {"cxrtune.full_budget": "true" if full else "false",
+            "cxrtune.epochs_trained_min": str(min(epochs, default=0)),
+            "cxrtune.epochs_trained_max": str(max(epochs, default=0))}
+
+
 def metric_columns(trials: pd.DataFrame) -> list[str]:
     """The per-trial metric columns to aggregate: every numeric `val_*` or `train_*` column."""
     return [
@@ -68,7 +92,8 @@ def _numeric(trials: pd.DataFrame, name: str) -> pd.Series:
 
 def _trial_costs(trials: pd.DataFrame) -> pd.DataFrame:
     """Per-trial cost figures, in seconds, GPU-seconds and CPU-seconds."""
-    steady = _numeric(trials, "steady_epoch_time_s")
+    # A trial with one epoch only had a traced one: whatever trials.csv says, that is not a steady cost.
+    steady = _numeric(trials, "steady_epoch_time_s").where(_numeric(trials, "epochs_done").fillna(0) >= 2)
     gpus = _numeric(trials, "gpus").fillna(0.0)
     cpus = _numeric(trials, "cpus").fillna(0.0)
     per_epoch = steady.fillna(_numeric(trials, "epoch_time_s"))
@@ -76,6 +101,7 @@ def _trial_costs(trials: pd.DataFrame) -> pd.DataFrame:
     train_seconds = _numeric(trials, "time_total_s").fillna(estimated_total)
     return pd.DataFrame({
         "steady_epoch_time_s": steady,
+        "first_epoch_time_s": _numeric(trials, "epoch_time_s").where(steady.isna()),
         "gpu_seconds_per_epoch": gpus * steady,
         "cpu_seconds_per_epoch": cpus * steady,
         "train_seconds": train_seconds,
@@ -112,11 +138,14 @@ def fold_table(trials: pd.DataFrame, *, n_folds: int | None = None) -> pd.DataFr
     table["n_folds"] = n_folds
     table["n_folds_done"] = trials.loc[done, "fold"].groupby(done_ids).nunique()
     table["n_folds_done"] = table["n_folds_done"].fillna(0).astype(int)
-    table["complete"] = table["n_folds_done"] >= n_folds
-    table["epochs_done_min"] = epochs_done[done].groupby(done_ids).min()
-    table["epochs_done_max"] = epochs_done[done].groupby(done_ids).max()
+    table["all_folds_ended"] = table["n_folds_done"] >= n_folds
+    table["epochs_trained_min"] = epochs_done[done].groupby(done_ids).min()
+    table["epochs_trained_max"] = epochs_done[done].groupby(done_ids).max()
     cut = (epochs_done < _numeric(trials, "epochs"))[done].groupby(done_ids).any()
     table["stopped_early"] = cut.reindex(table.index, fill_value=False).astype(bool)
+    planned = _numeric(trials, "epochs").groupby(config_ids, sort=False).max()
+    table["full_budget"] = (table["all_folds_ended"] & ~table["stopped_early"]
+                            & (table["epochs_trained_min"] >= planned.reindex(table.index))).astype(bool)
 
     values = pd.DataFrame({name: _numeric(trials, name) for name in metrics}, index=trials.index)
     by_done = values[done].groupby(done_ids)
@@ -127,8 +156,10 @@ def fold_table(trials: pd.DataFrame, *, n_folds: int | None = None) -> pd.DataFr
     for name in ("trainable_params", "total_params"):
         table[name] = _numeric(trials, name).groupby(config_ids, sort=False).max()
     done_costs = costs[done].groupby(done_ids)
-    for name in ("steady_epoch_time_s", "gpu_seconds_per_epoch", "cpu_seconds_per_epoch"):
+    for name in ("steady_epoch_time_s", "gpu_seconds_per_epoch", "cpu_seconds_per_epoch", "first_epoch_time_s"):
         table[name] = done_costs[name].mean()
+    table["first_epoch_time_s"] = table["first_epoch_time_s"].where(table["steady_epoch_time_s"].isna())
+    table["cost_from_first_epoch"] = table["first_epoch_time_s"].notna()
     table["total_train_seconds"] = costs["train_seconds"].groupby(config_ids, sort=False).sum(min_count=1)
     table["total_gpu_seconds"] = costs["gpu_seconds"].groupby(config_ids, sort=False).sum(min_count=1)
     table = table.reset_index(drop="config_id" in table.columns)

@@ -31,11 +31,19 @@ def _register_report(subparsers) -> None:
     parser = subparsers.add_parser(
         "report", help="study-layout tables of a search (Markdown + CSV), logged to MLflow",
         description="Fold-aggregated tables in the study's layout (source weights x method, one per backbone and "
-        "metric: binary accuracy and AUC, mean ± std over folds) and per-class AUC. Written to "
-        "OUT/NAME/report/ and logged to the search's parent MLflow run.",
+        "metric: binary accuracy and AUC, mean ± std over folds) and per-class AUC, of the full-budget configs. "
+        "Written to OUT/NAME/report/ and logged to the search's parent MLflow run. --test adds the study's own "
+        "tables: each fold's final model scored on the held-out test part.",
     )
     _add_search_arguments(parser)
     parser.add_argument("--to", type=Path, default=None, help="write the files here (default: OUT/NAME/report)")
+    parser.add_argument("--all-configs", action="store_true",
+                        help="also show configs the scheduler stopped early, marked with the epoch they reached")
+    parser.add_argument("--test", action="store_true",
+                        help="score each fold's final model (full-budget configs) on the test part: the study's "
+                             "tables, mean ± std over the fold models, written to test_table.csv")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="prepared dataset for --test (default: the search's, from search.json)")
     parser.set_defaults(func=_report)
 
 
@@ -44,8 +52,13 @@ def _report(args) -> int:
     from search.results import load_search, log_to_parent_run
 
     results = load_search(args.name, args.out)
-    paths = write_report(results, args.to or results.search_dir / "report")
+    paths = write_report(results, args.to or results.search_dir / "report", all_configs=args.all_configs)
     print(paths["markdown"].read_text())
+    if args.test:
+        from search.heldout import write_test_tables
+
+        paths.update(write_test_tables(results, args.to or results.search_dir / "report", data_path=args.data))
+        print(paths["test_markdown"].read_text())
     run_id = log_to_parent_run(results, paths.values(), "report")
     print(f"written: {paths['markdown'].parent}" + (f"; logged to MLflow run {run_id}" if run_id else ""))
     return 0
@@ -56,38 +69,39 @@ def _register_pareto(subparsers) -> None:
         "pareto", help="cost-vs-accuracy Pareto front of a search (CSV, JSON, PNG), logged to MLflow",
         description="Flag the configs on the Pareto front of two or more fold-table columns. Costs: "
         "trainable_params, steady_epoch_time_s, gpu_seconds_per_epoch, total_gpu_seconds; metrics: "
-        "cv_<metric>_mean (e.g. cv_val_auc_mean). Only configs with every fold done count, unless --all-configs.",
+        "cv_<metric>_mean (e.g. cv_val_auc_mean). The front is over full-budget configs (every fold trained every "
+        "epoch); --all-configs adds the others, marked with the epoch they reached, never on the front. Each "
+        "config gets a 95% patient-bootstrap interval of its pooled out-of-fold AUC and a paired test against the "
+        "front's best (p_vs_best, tie_group).",
     )
     _add_search_arguments(parser)
     parser.add_argument("--objectives", default=DEFAULT_OBJECTIVES,
                         help=f"COLUMN:max|min, comma-separated (default: {DEFAULT_OBJECTIVES})")
     parser.add_argument("--all-configs", action="store_true",
-                        help="include configs whose folds are not all done")
+                        help="also show configs the scheduler stopped early (marked, never on the front)")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="patient-bootstrap resamples (default 1000)")
     parser.add_argument("--to", type=Path, default=None, help="write the files here (default: OUT/NAME)")
     parser.set_defaults(func=_pareto)
 
 
 def _pareto(args) -> int:
-    from search.pareto import export_front, parse_objectives, pareto_front
+    from search.pareto import export_front, front_over_full_budget, parse_objectives
     from search.report import summary_lines
     from search.results import load_search, log_to_parent_run
+    from search.uncertainty import add_uncertainty
 
     objectives = parse_objectives(args.objectives)
+    if args.bootstrap < 100:
+        raise SearchError(f"--bootstrap {args.bootstrap}: use at least 100 resamples (default 1000)")
     results = load_search(args.name, args.out)
-    table = results.table
-    if not args.all_configs:
-        table = table[table["complete"].astype(bool)]
-        if table.empty:
-            raise SearchError(
-                f"no config of search {results.name!r} has all its folds done yet; "
-                "pass --all-configs to use the folds done so far"
-            )
-    paths = export_front(table, objectives, args.to or results.search_dir)
-    flagged = pareto_front(table, objectives)
-    front = flagged[flagged["on_front"]]
-    print(f"Pareto front ({','.join(f'{k}:{v}' for k, v in objectives.items())}): "
+    flagged = front_over_full_budget(results.table, objectives, all_configs=args.all_configs)
+    flagged, note = add_uncertainty(flagged, results, n_resamples=args.bootstrap)
+    paths = export_front(flagged, objectives, args.to or results.search_dir, note=note)
+    front = flagged[flagged["on_front"].astype(bool)]
+    print(f"Pareto front of the full-budget configs ({','.join(f'{k}:{v}' for k, v in objectives.items())}): "
           f"{len(front)} of {len(flagged)} configs")
     print("\n".join(summary_lines(front)))
+    print(note)
     # One artifact folder per objective set, so fronts over different costs sit side by side in MLflow.
     folder = "pareto/" + "_".join(f"{name}-{way}" for name, way in objectives.items())
     run_id = log_to_parent_run(results, paths.values(), folder)

@@ -22,8 +22,12 @@ def register(subparsers) -> None:
     parser.add_argument("--resume", metavar="NAME", help="continue the interrupted search NAME instead")
     parser.add_argument("--out", metavar="DIR", default=DEFAULT_OUT, help=f"output folder (default ./{DEFAULT_OUT})")
     parser.add_argument("--folds", metavar="K", type=int, default=5, help="cross-validation folds per config (default 5)")
-    parser.add_argument("--scheduler", default="fold-asha", choices=("fold-asha", "asha", "fifo"),
-                        help="trial scheduler (default fold-asha: a config's folds are kept or stopped together)")
+    parser.add_argument("--scheduler", default=None, choices=("mo-fold-asha", "fold-asha", "asha", "fifo"),
+                        help="trial scheduler (default mo-fold-asha for 2+ objectives, else fold-asha: a config's "
+                             "folds are kept or stopped together; fifo trains every config fully)")
+    parser.add_argument("--objectives", default="cv_val_auc_mean:max,trainable_params:min", metavar="COL:max|min,...",
+                        help="fold-table columns the front (and mo-fold-asha) ranks configs on "
+                             "(default cv_val_auc_mean:max,trainable_params:min)")
     parser.add_argument("--grace-period", metavar="EPOCHS", type=positive_int, default=1, help="epochs before ASHA may stop (default 1)")
     parser.add_argument("--reduction-factor", metavar="RF", type=number_at_least(1.0, inclusive=False), default=3, help="ASHA's halving rate (default 3)")
     parser.add_argument("--gpus-per-trial", metavar="F", type=number_at_least(0.0), default=0, help="GPUs per trial, fractions allowed")
@@ -76,6 +80,13 @@ def search_command(args: argparse.Namespace) -> int:
     missing = [f"--{flag}" for flag in ("data", "space", "name") if not getattr(args, flag)]
     if missing:
         raise SearchError(f"a new search needs {', '.join(missing)} (or --resume NAME to continue one)")
+    from search.pareto import parse_objectives
+
+    objectives = parse_objectives(args.objectives)
+    if (args.scheduler or "mo-fold-asha") == "mo-fold-asha" and len(objectives) >= 2:
+        from search.schedulers import result_objectives
+
+        result_objectives(objectives)  # an objective the scheduler cannot follow: one line, before Ray starts
     available = None
     if args.available_sources:
         available = [name.strip() for name in args.available_sources.split(",") if name.strip()]
@@ -86,5 +97,6 @@ def search_command(args: argparse.Namespace) -> int:
         tracking_uri=args.tracking_uri, max_failures=args.max_failures,
         overrides=parse_overrides(args.overrides), available_sources=available, weights_dir=args.weights_dir,
         seed=args.seed, grace_period=args.grace_period, reduction_factor=args.reduction_factor,
-        data_mode=args.data_mode, allow_unauthenticated_tracking=args.allow_unauthenticated_tracking)
+        data_mode=args.data_mode, objectives=objectives,
+        allow_unauthenticated_tracking=args.allow_unauthenticated_tracking)
     return 0

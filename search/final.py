@@ -70,15 +70,15 @@ class FinalSplit:
 
 
 def choose_config(table, config_id: str | None) -> str:
-    """The given config, or the complete config with the best cv_val_auc_mean."""
+    """The given config, or the full-budget config (every fold trained every epoch) with the best cv_val_auc_mean."""
     known = table["config_id"].astype(str).tolist()
     if config_id is not None:
         if config_id not in known:
             raise SearchError(f"--config {config_id!r} is not in this search; its configs: {', '.join(known)}")
         return config_id
-    complete = table[table["complete"].astype(bool)].dropna(subset=["cv_val_auc_mean"])
+    complete = table[table["full_budget"].astype(bool)].dropna(subset=["cv_val_auc_mean"])
     if complete.empty:
-        raise SearchError("no config has every fold done with a val_auc yet; name one with --config "
+        raise SearchError("no config has trained every fold for every epoch with a val_auc yet; name one with --config "
                           f"(configs: {', '.join(known)})")
     return str(complete.sort_values("cv_val_auc_mean", ascending=False).iloc[0]["config_id"])
 

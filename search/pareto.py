@@ -98,7 +98,58 @@ def _spans_decades(values: pd.Series) -> bool:
     return bool(len(values)) and values.min() > 0 and values.max() / values.min() > 30
 
 
-def plot_front(table: pd.DataFrame, objectives: dict[str, str], path) -> Path:
+def fidelity_label(row) -> str:
+    """`full budget`; `folds ended: 1/2` while folds are missing; or how far a config the scheduler stopped got:
+    `stopped: epoch 1 of 30`."""
+    if bool(row.get("full_budget", True)):
+        return "full budget"
+    if not bool(row.get("all_folds_ended", True)):
+        return f"folds ended: {row.get('n_folds_done', 0):.0f}/{row.get('n_folds', 0):.0f}"
+    low, high, planned = (row.get(name) for name in ("epochs_trained_min", "epochs_trained_max", "epochs"))
+    reached = "?" if pd.isna(high) else (f"{low:.0f}-{high:.0f}" if low != high else f"{high:.0f}")
+    return f"stopped: epoch {reached} of {'?' if pd.isna(planned) else f'{planned:.0f}'}"
+
+
+def front_over_full_budget(table: pd.DataFrame, objectives: dict[str, str], *, all_configs: bool = False) -> pd.DataFrame:
+    """The front of the full-budget configs; with `all_configs` the others are added, never on the front,
+    and marked by `fidelity`. A table without `full_budget` counts every config as full-budget."""
+    full = table["full_budget"].astype(bool) if "full_budget" in table else pd.Series(True, index=table.index)
+    if not full.any() and not all_configs:
+        raise SearchError("no config has trained every fold for every epoch yet (full budget); "
+                          "pass --all-configs to see the others, marked with the epoch they reached")
+    flagged = pareto_front(table[full] if full.any() else table, objectives)
+    if all_configs and full.any():
+        flagged = pd.concat([flagged, table[~full].assign(on_front=False)]).reindex(table.index)
+    flagged["fidelity"] = flagged.apply(fidelity_label, axis=1) if len(flagged) else []
+    return flagged
+
+
+def _draw_points(axis, flagged: pd.DataFrame, x_name: str, y_name: str) -> None:
+    """Dominated, front, front tied with a better-AUC point (hollow), stopped early (x); bars: fold std, or
+    the 95% interval of the pooled out-of-fold AUC on the AUC axis when known."""
+    stopped = flagged["fidelity"].ne("full budget") if "fidelity" in flagged else pd.Series(False, index=flagged.index)
+    tied = flagged["tied_with_better"].fillna(False).astype(bool) if "tied_with_better" in flagged else stopped & False
+    on_front = flagged["on_front"].astype(bool)
+    styles = (
+        (~on_front & ~stopped, dict(color="0.6", marker="o", label="dominated")),
+        (on_front & ~tied, dict(color="tab:red", marker="D", label="Pareto front")),
+        (on_front & tied, dict(color="tab:red", marker="D", markerfacecolor="none",
+                               label=f"front, tied with a better-AUC point (p >= 0.05)")),
+        (stopped, dict(color="tab:orange", marker="x", label="stopped early (epoch reached in its label)")),
+    )
+    intervals = y_name == "cv_val_auc_mean" and "auc_ci_low" in flagged and flagged["auc_ci_low"].notna().any()
+    for mask, style in styles:
+        part = flagged[mask]
+        if part.empty:
+            continue
+        yerr = None if intervals else _error_column(part, y_name)
+        axis.errorbar(part[x_name], part[y_name], xerr=_error_column(part, x_name), yerr=yerr,
+                      linestyle="none", capsize=3, **style)
+        if intervals:
+            axis.vlines(part[x_name], part["auc_ci_low"], part["auc_ci_high"], color=style["color"], alpha=0.6)
+
+
+def plot_front(table: pd.DataFrame, objectives: dict[str, str], path, *, note: str | None = None) -> Path:
     """Scatter every config on each pair of objectives, front highlighted; writes a PNG at `path`."""
     import matplotlib
 
@@ -112,24 +163,18 @@ def plot_front(table: pd.DataFrame, objectives: dict[str, str], path) -> Path:
     # Cost on x, accuracy on y: a maximised objective goes up the page when paired with a minimised one.
     pairs = [(y, x) if objectives[x] == "max" and objectives[y] == "min" else (x, y) for x, y in pairs]
     with_backbone = "backbone" in flagged and flagged["backbone"].nunique() > 1
-    figure, axes = plt.subplots(1, len(pairs), figsize=(7 * len(pairs), 5.5), squeeze=False)
+    figure, axes = plt.subplots(1, len(pairs), figsize=(7 * len(pairs), 5.8), squeeze=False)
     for axis, (x_name, y_name) in zip(axes[0], pairs):
-        for on_front, style in ((False, dict(color="0.6", marker="o", label="dominated")),
-                                (True, dict(color="tab:red", marker="D", label="Pareto front"))):
-            part = flagged[flagged["on_front"] == on_front]
-            if part.empty:
-                continue
-            axis.errorbar(
-                part[x_name], part[y_name], xerr=_error_column(part, x_name),
-                yerr=_error_column(part, y_name), linestyle="none", capsize=3, **style,
-            )
-        front = flagged[flagged["on_front"]].sort_values(x_name)
+        _draw_points(axis, flagged, x_name, y_name)
+        front = flagged[flagged["on_front"].astype(bool)].sort_values(x_name)
         if len(names) == 2 and len(front) > 1:
             axis.plot(front[x_name], front[y_name], color="tab:red", linewidth=1, alpha=0.6)
         for _, row in flagged.iterrows():
             if pd.notna(row[x_name]) and pd.notna(row[y_name]):
-                axis.annotate(point_label(row, with_backbone=with_backbone), (row[x_name], row[y_name]),
-                              textcoords="offset points", xytext=(4, 4), fontsize=7)
+                label = point_label(row, with_backbone=with_backbone)
+                if row.get("fidelity", "full budget") != "full budget":
+                    label += f" @{row.get('epochs_trained_max', float('nan')):.0f}ep"
+                axis.annotate(label, (row[x_name], row[y_name]), textcoords="offset points", xytext=(4, 4), fontsize=7)
         axis.set_xlabel(f"{x_name} ({objectives[x_name]})")
         axis.set_ylabel(f"{y_name} ({objectives[y_name]})")
         if _spans_decades(flagged[x_name]):
@@ -138,8 +183,16 @@ def plot_front(table: pd.DataFrame, objectives: dict[str, str], path) -> Path:
             axis.set_yscale("log")
         axis.grid(alpha=0.3)
         axis.legend(loc="best", fontsize=8)
-    figure.suptitle("Configs by " + " vs ".join(names) + " (error bars: fold std)")
-    figure.tight_layout()
+    bars = ("95% patient-bootstrap interval of the pooled out-of-fold AUC"
+            if "auc_ci_low" in flagged and flagged["auc_ci_low"].notna().any() else "fold std")
+    figure.suptitle("Configs by " + " vs ".join(names) + f" (bars: {bars})")
+    stopped = int((flagged.get("fidelity", pd.Series(dtype=str)) != "full budget").sum())
+    caption = [note] if note else []
+    if stopped:
+        caption.append(f"x: {stopped} config(s) the scheduler stopped early, at the epoch shown: never on the front")
+    if caption:
+        figure.text(0.01, 0.01, "; ".join(caption), fontsize=7)
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
@@ -156,9 +209,11 @@ def _plain(value):
     return value
 
 
-def export_front(table: pd.DataFrame, objectives: dict[str, str], directory) -> dict[str, Path]:
-    """Write pareto.csv, pareto.json and pareto.png (every config, its values, `on_front`)."""
-    flagged = pareto_front(table, objectives)
+def export_front(table: pd.DataFrame, objectives: dict[str, str], directory, *,
+                 note: str | None = None) -> dict[str, Path]:
+    """Write pareto.csv, pareto.json and pareto.png (every config, its values, `on_front`); a table that
+    already has `on_front` (front_over_full_budget, add_uncertainty) is written as it is."""
+    flagged = table if "on_front" in table else front_over_full_budget(table, objectives)
     objectives = check_objectives(flagged, objectives)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -168,9 +223,11 @@ def export_front(table: pd.DataFrame, objectives: dict[str, str], directory) -> 
         "objectives": objectives,
         "n_configs": len(flagged),
         "n_on_front": int(flagged["on_front"].sum()),
+        "front_of": "full-budget configs (every fold trained every epoch)",
+        "note": note,
         "configs": [{key: _plain(value) for key, value in record.items()}
                     for record in flagged.to_dict(orient="records")],
     }
     paths["json"].write_text(json.dumps(document, indent=2) + "\n")
-    plot_front(flagged, objectives, paths["png"])
+    plot_front(flagged, objectives, paths["png"], note=note)
     return paths

@@ -2,7 +2,8 @@
 
 A cell is `mean ± std` over folds (sample std). When several configs fall in one cell (a search
 that also varied, say, the learning rate) the cell shows the best of them by `cv_val_auc_mean` and
-the long CSV says how many there were. A config with folds still missing is marked `†`.
+the long CSV says how many there were. Only full-budget configs (every fold trained every epoch) are
+shown by default; with `all_configs` the others are too, marked `†` with the epoch they reached.
 """
 from __future__ import annotations
 
@@ -16,6 +17,16 @@ STUDY_METRICS = {"val_binary_accuracy": "binary accuracy", "val_auc": "AUC"}
 WEIGHTS_ORDER = ("imagenet", "chestxray8", "imagenet-F+chestxray8", "imagenet-I+chestxray8", "none")
 METHOD_ORDER = ("A", "B conv2", "B conv3", "B conv4", "C", "D")
 INCOMPLETE_MARK = "†"
+FIRST_EPOCH_MARK = "*"  # a cost measured on a first epoch only (graph tracing included): not steady
+
+
+def fidelity_mark(row) -> str:
+    """'' for a full-budget config, else ` † (stopped: epoch 1 of 30)` or ` † (folds ended: 1/2)`."""
+    if bool(row.get("full_budget", True)):
+        return ""
+    from search.pareto import fidelity_label
+
+    return f" {INCOMPLETE_MARK} ({fidelity_label(row)})"
 
 
 def method_label(row) -> str:
@@ -52,7 +63,8 @@ def study_cells(table: pd.DataFrame) -> pd.DataFrame:
             rows.append({
                 "backbone": backbone, "metric": metric, "source_weights": weights, "method": method,
                 "mean": best.get(f"cv_{metric}_mean", np.nan), "std": best.get(f"cv_{metric}_std", np.nan),
-                "n_folds_done": best["n_folds_done"], "complete": bool(best["complete"]),
+                "n_folds_done": best["n_folds_done"], "full_budget": bool(best.get("full_budget", True)),
+                "mark": fidelity_mark(best),
                 "config_id": best["config_id"], "n_configs_in_cell": len(group),
             })
     return pd.DataFrame(rows)
@@ -62,7 +74,7 @@ def study_table(cells: pd.DataFrame, backbone: str, metric: str) -> pd.DataFrame
     """Wide form of one backbone and metric: rows source weights, columns methods, cells `mean ± std`."""
     part = cells[(cells["backbone"] == backbone) & (cells["metric"] == metric)]
     text = part.apply(
-        lambda row: mean_std(row["mean"], row["std"]) + ("" if row["complete"] else f" {INCOMPLETE_MARK}"),
+        lambda row: mean_std(row["mean"], row["std"]) + row["mark"],
         axis=1,
     ) if not part.empty else pd.Series(dtype=str)
     wide = part.assign(cell=text).pivot(index="source_weights", columns="method", values="cell")
@@ -76,8 +88,7 @@ def per_class_table(table: pd.DataFrame, categories: list[str]) -> pd.DataFrame:
     """One row per config, one `mean ± std` AUC column per category (best configs first)."""
     rows = []
     for _, row in table.iterrows():
-        mark = "" if row["complete"] else f" {INCOMPLETE_MARK}"
-        cells = {"config": config_label(row) + mark, "config_id": row["config_id"],
+        cells = {"config": config_label(row) + fidelity_mark(row), "config_id": row["config_id"],
                  "macro": mean_std(row.get("cv_val_auc_mean"), row.get("cv_val_auc_std"))}
         for category in categories:
             cells[category] = mean_std(row.get(f"cv_val_auc_{category}_mean"),
@@ -96,17 +107,34 @@ def to_markdown(frame: pd.DataFrame, *, index: bool = True) -> str:
     return "\n".join(lines)
 
 
-def write_report(results, directory) -> dict[str, Path]:
+def shown_configs(table: pd.DataFrame, all_configs: bool) -> pd.DataFrame:
+    """Full-budget configs, or every config with `all_configs` (a SearchError when none would be shown)."""
+    from search.errors import SearchError
+
+    if all_configs or "full_budget" not in table:
+        return table
+    full = table[table["full_budget"].astype(bool)]
+    if full.empty:
+        raise SearchError("no config has trained every fold for every epoch yet (full budget); pass --all-configs "
+                          "to see the others, marked with the epoch they reached")
+    return full
+
+
+def write_report(results, directory, *, all_configs: bool = False) -> dict[str, Path]:
     """Write report.md, study_tables.csv (long), per_class_auc.csv and fold_table.csv into `directory`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    table = results.table
+    table = shown_configs(results.table, all_configs)
+    hidden = len(results.table) - len(table)
     cells = study_cells(table)
     per_class = per_class_table(table, results.categories)
     n_folds = int(table["n_folds"].max()) if len(table) else 0
     lines = [f"# Search `{results.name}`: fold-aggregated results", "",
-             f"{len(table)} configs, {n_folds} folds; cells are mean ± std over folds (sample std); "
-             f"{INCOMPLETE_MARK} marks a config with folds not done.", ""]
+             f"{len(table)} configs, {n_folds} folds; cells are mean ± std over folds (sample std) of the "
+             "validation folds (selection and fronts use validation only). "
+             + (f"{hidden} config(s) the scheduler stopped early are left out (--all-configs shows them)."
+                if hidden else f"{INCOMPLETE_MARK} marks a config not trained to full budget, with the epoch it reached."),
+             ""]
     for backbone in _ordered(cells["backbone"], ("resnet50", "densenet121")):
         for metric, title in STUDY_METRICS.items():
             lines += [f"## {backbone}: validation {title}", "", to_markdown(study_table(cells, backbone, metric)), ""]
@@ -118,44 +146,65 @@ def write_report(results, directory) -> dict[str, Path]:
     paths["markdown"].write_text("\n".join(lines))
     cells.to_csv(paths["study_csv"], index=False)
     per_class.to_csv(paths["per_class_csv"], index=False)
-    table.to_csv(paths["fold_table_csv"], index=False)
+    results.table.to_csv(paths["fold_table_csv"], index=False)  # every config, with its fidelity columns
     return paths
 
 
 def summary_lines(table: pd.DataFrame) -> list[str]:
     """The fold table in a terminal: one line per config, best first."""
-    lines = [f"{'config':<44} {'folds':>5}  {'val AUC':>15}  {'bin. acc.':>15}  {'trainable':>11}  {'s/epoch':>7}"]
+    lines = [f"{'config':<44} {'folds':>5} {'epochs':>6}  {'val AUC':>15}  {'bin. acc.':>15}  {'trainable':>11}  "
+             f"{'s/epoch':>7}{'  OOF AUC [95% CI]':>26}"]
     for _, row in table.iterrows():
         folds = f"{int(row['n_folds_done'])}/{int(row['n_folds'])}"
         params = row.get("trainable_params", np.nan)
         seconds = row.get("steady_epoch_time_s", np.nan)
+        cost = "" if pd.isna(seconds) else f"{seconds:.1f}"
+        if not cost and not pd.isna(row.get("first_epoch_time_s", np.nan)):
+            cost = f"{row['first_epoch_time_s']:.1f}{FIRST_EPOCH_MARK}"
+        epochs = row.get("epochs_trained_max", np.nan)
+        epochs = "" if pd.isna(epochs) else f"{epochs:.0f}" + ("" if bool(row.get("full_budget", True)) else INCOMPLETE_MARK)
+        interval = ""
+        if not pd.isna(row.get("auc_ci_low", np.nan)):
+            tie = "  tied" if bool(row.get("tied_with_better", False)) else ""
+            interval = f"{row['oof_auc']:.3f} [{row['auc_ci_low']:.3f}, {row['auc_ci_high']:.3f}]{tie}"
         lines.append(
-            f"{config_label(row):<44} {folds:>5}  "
+            f"{config_label(row):<44} {folds:>5} {epochs:>6}  "
             f"{mean_std(row.get('cv_val_auc_mean'), row.get('cv_val_auc_std')):>15}  "
             f"{mean_std(row.get('cv_val_binary_accuracy_mean'), row.get('cv_val_binary_accuracy_std')):>15}  "
-            f"{'' if pd.isna(params) else f'{params:,.0f}':>11}  {'' if pd.isna(seconds) else f'{seconds:.1f}':>7}"
+            f"{'' if pd.isna(params) else f'{params:,.0f}':>11}  {cost:>7}  {interval:>24}"
         )
+    if (table.get("cost_from_first_epoch", pd.Series(dtype=bool)).fillna(False).astype(bool)).any():
+        lines.append(f"{FIRST_EPOCH_MARK} first epoch only (graph tracing included): not a steady cost")
+    if "full_budget" in table and not table["full_budget"].astype(bool).all():
+        lines.append(f"{INCOMPLETE_MARK} stopped early by the scheduler: epochs is the most any fold reached")
     return lines
 
 
-def print_fold_table(search_dir) -> None:
-    """Print a search's fold table (recomputed from its trials.csv)."""
+def print_fold_table(search_dir, *, all_configs: bool = False) -> None:
+    """Print a search's fold table (recomputed from its trials.csv): full-budget configs by default."""
     from search.results import load_search
 
-    print("\n".join(summary_lines(load_search(search_dir).table)))
+    table = load_search(search_dir).table
+    shown = shown_configs(table, all_configs) if table["full_budget"].any() or all_configs else table
+    print("\n".join(summary_lines(shown)))
+    if len(shown) < len(table):
+        print(f"({len(table) - len(shown)} config(s) stopped early by the scheduler not shown; "
+              "`cxrtune report NAME --all-configs` lists them)")
 
 
 def print_front(search_dir, objectives: dict[str, str] | None = None) -> None:
     """Print the configs on a search's Pareto front (pareto.csv when written, else computed)."""
-    from search.pareto import pareto_front
     from search.results import load_search
 
     search_dir = Path(search_dir)
     if objectives is None and (search_dir / "pareto.csv").is_file():
         flagged = pd.read_csv(search_dir / "pareto.csv", dtype={"config_id": str})
     else:
-        flagged = pareto_front(load_search(search_dir).table,
-                               objectives or {"cv_val_auc_mean": "max", "trainable_params": "min"})
+        from search.pareto import front_over_full_budget
+
+        flagged = front_over_full_budget(load_search(search_dir).table,
+                                         objectives or {"cv_val_auc_mean": "max", "trainable_params": "min"},
+                                         all_configs=True)
     front = flagged[flagged["on_front"].astype(bool)]
     print(f"Pareto front: {len(front)} of {len(flagged)} configs")
     print("\n".join(summary_lines(front)[1:] if len(front) else []))

@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from search.aggregate import fold_table
@@ -121,3 +122,100 @@ def log_to_parent_run(results: SearchResults, paths, artifact_path: str) -> str 
     for path in paths:
         client.log_artifact(run_id, str(path), artifact_path=artifact_path)
     return run_id
+
+
+# ----- What each fold trial left on disk: its latest checkpoint and out-of-fold predictions -----
+
+
+def trial_folder(results: SearchResults, config_id: str, fold: int) -> Path:
+    """The Tune folder of one fold trial: STORAGE/EXPERIMENT/<config_id>-fold<k>_<trial_id> (search.tuner)."""
+    storage = str(results.settings.get("storage_path") or results.search_dir)
+    experiment = str(results.settings.get("experiment") or "tune")
+    if "://" in storage:
+        raise SearchError(f"search {results.name!r} keeps its trials in {storage}: copy {experiment}/ from there "
+                          f"into {results.search_dir} and pass that folder as NAME")
+    root = Path(storage) / experiment
+    rows = results.trials[(results.trials["config_id"] == config_id) & (results.trials["fold"] == fold)]
+    trial_id = str(rows["trial_id"].iloc[0]) if len(rows) and "trial_id" in rows else "*"
+    found = sorted(root.glob(f"{config_id}-fold{fold}_{trial_id}"))
+    if not found:
+        raise SearchError(f"no trial folder for config {config_id} fold {fold} under {root}")
+    return found[-1]
+
+
+def fold_checkpoint(results: SearchResults, config_id: str, fold: int) -> Path:
+    """The latest checkpoint folder of one fold trial (Tune keeps one: the last epoch it trained)."""
+    folder = trial_folder(results, config_id, fold)
+    checkpoints = sorted(folder.glob("checkpoint_*"))
+    if not checkpoints:
+        raise SearchError(f"trial {folder.name} of search {results.name!r} has no checkpoint in {folder}")
+    return checkpoints[-1]
+
+
+@dataclass(frozen=True)
+class OutOfFold:
+    """One config's validation predictions pooled over its folds (each image predicted by the one model that
+    did not train on it). Rows: images; `fold` and `epoch` say which model and after how many epochs."""
+
+    image_id: np.ndarray
+    fold: np.ndarray
+    epoch: np.ndarray
+    categories: list
+    probability: np.ndarray  # images x categories, float32 (stored as float16)
+    label: np.ndarray        # images x categories, 0/1
+
+
+def load_oof_predictions(search_dir, config_id: str, out_dir=None) -> OutOfFold:
+    """Pool a config's out-of-fold predictions (val_predictions.npz of each fold's latest checkpoint, see
+    docs/results.md); SearchError when a fold has none (still running, or trained before they were saved)."""
+    from trainables.predictions import PREDICTIONS_FILE, read_predictions
+
+    results = search_dir if isinstance(search_dir, SearchResults) else load_search(search_dir, out_dir)
+    folds = sorted(int(f) for f in results.trials.loc[results.trials["config_id"] == config_id, "fold"].unique())
+    parts = []
+    for fold in folds:
+        path = fold_checkpoint(results, config_id, fold) / PREDICTIONS_FILE
+        if not path.is_file():
+            raise SearchError(f"config {config_id} fold {fold} saved no out-of-fold predictions ({path} missing)")
+        parts.append((fold, read_predictions(path)))
+    if not parts:
+        raise SearchError(f"config {config_id!r} has no trials in search {results.name!r}")
+    return OutOfFold(
+        image_id=np.concatenate([p["image_id"] for _, p in parts]),
+        fold=np.concatenate([np.full(len(p["image_id"]), fold) for fold, p in parts]),
+        epoch=np.concatenate([np.full(len(p["image_id"]), int(p["epoch"])) for _, p in parts]),
+        categories=[str(c) for c in parts[0][1]["categories"]],
+        probability=np.concatenate([p["probability"] for _, p in parts]),
+        label=np.concatenate([p["label"] for _, p in parts]))
+
+
+def patient_groups(results: SearchResults, image_ids) -> np.ndarray:
+    """A patient code per image id, for resampling by patient (the manifest's pseudonymous patient_key; never
+    printed). Images without one count as their own patient."""
+    manifest = _search_manifest(results)
+    if manifest is None or "patient_key" not in manifest:
+        return np.asarray(image_ids, dtype=str)
+    keys = dict(zip(manifest["image_id"].astype(str), manifest["patient_key"].astype(str)))
+    return np.asarray([keys.get(str(i), f"image:{i}") for i in image_ids])
+
+
+def _search_manifest(results: SearchResults):
+    described = results.settings.get("data")
+    if not isinstance(described, dict):
+        return None
+    if described.get("kind") == "handle":
+        import pickle
+
+        return pickle.loads((results.search_dir / described["file"]).read_bytes()).load()[2]
+    from data.manifest import load_prepared
+
+    return load_prepared(described["path"]).manifest
+
+
+def trial_predictions_path(trial) -> str | None:
+    """The val_predictions.npz of a Tune trial's latest checkpoint, when the driver can read it locally."""
+    from trainables.predictions import PREDICTIONS_FILE
+
+    checkpoint = getattr(trial, "checkpoint", None)
+    path = Path(str(getattr(checkpoint, "path", ""))) / PREDICTIONS_FILE if checkpoint is not None else None
+    return str(path) if path is not None and path.is_file() else None

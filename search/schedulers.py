@@ -1,4 +1,5 @@
-"""Trial schedulers by name: fold-aware ASHA (the default), plain ASHA, FIFO.
+"""Trial schedulers by name: multi-objective fold-aware ASHA (the default for 2+ objectives), fold-aware
+ASHA, plain ASHA, FIFO.
 
 Ray is imported inside `make_scheduler` and the scheduler class is built on first use, so importing this
 module starts nothing.
@@ -10,6 +11,15 @@ compared with the cutoff of that rung (the (1 - 1/rf) quantile of the other conf
 it, the config is stopped. Decisions are sticky: once stopped, every other fold of the config stops at its
 next report; once promoted at a rung, later folds pass that rung too. So no config ends with some folds
 trained to the end and others cut early.
+
+Multi-objective fold-aware ASHA (`mo-fold-asha`) keeps all of that but judges a config on a vector: the
+fold mean of each objective at the rung. It goes on when it is on the rung's non-dominated front or among
+the best max(1, ceil(n / rf)) of the n configs recorded there, ranked by non-dominated sorting and, inside
+a front, by an epsilon-net that takes the front's ends and spread-out points first (search/multiobjective.py;
+MO-ASHA, Schmucker et al. 2021). A cost known before training (trainable parameters, reported with every
+epoch) counts from the first rung on; a measured one (seconds per epoch) is the trial's latest epoch
+without graph tracing, or at the first epoch the only time there is. Costs are compared in decades (log10),
+since parameters span 13k to 23M.
 """
 from __future__ import annotations
 
@@ -22,7 +32,11 @@ from search.errors import SearchError
 from search.lazy import lazy_classes
 from search.trials import trial_config, trial_identity
 
-SCHEDULERS = ("fold-asha", "asha", "fifo")
+SCHEDULERS = ("mo-fold-asha", "fold-asha", "asha", "fifo")
+# Fold-table objective columns the MO scheduler can follow during training, and the result key behind each.
+RESULT_KEYS = {"trainable_params": "trainable_params", "total_params": "total_params",
+               "steady_epoch_time_s": "epoch_time_s", "gpu_seconds_per_epoch": "gpu_epoch_time_s",
+               "total_gpu_seconds": "gpu_epoch_time_s", "cpu_seconds_per_epoch": "epoch_time_s"}
 TIME_ATTR = "training_iteration"  # one tune.report per epoch, so this is the epoch (1-based)
 
 
@@ -38,6 +52,21 @@ def rung_milestones(grace_period: int, max_t: int, reduction_factor: float) -> l
         k += 1
 
 
+def result_objectives(objectives: dict[str, str]) -> list[tuple[str, str]]:
+    """Fold-table objectives (`cv_val_auc_mean: max`, `trainable_params: min`) -> per-epoch result keys."""
+    mapped = []
+    for column, mode in objectives.items():
+        if column.startswith("cv_") and column.endswith("_mean"):
+            mapped.append((column[len("cv_"):-len("_mean")], mode))
+        elif column in RESULT_KEYS:
+            mapped.append((RESULT_KEYS[column], mode))
+        else:
+            raise SearchError(
+                f"objective {column!r} cannot guide the scheduler: use cv_<metric>_mean (e.g. cv_val_auc_mean) "
+                f"or one of {', '.join(RESULT_KEYS)}")
+    return mapped
+
+
 def rung_cutoff(values: list[float], reduction_factor: float) -> float | None:
     """The value a config must reach at a rung: the (1 - 1/rf) quantile of the others (None: no others)."""
     import numpy as np
@@ -51,7 +80,8 @@ def rung_cutoff(values: list[float], reduction_factor: float) -> float | None:
 class FoldAwareDecisions:
     """The fold-aware ASHA bookkeeping, free of Ray so that it can be reasoned about and pickled.
 
-    `values[rung][config_id][fold]` holds metric * sign (higher is better); `active[config_id]` the folds
+    `values[rung][config_id][fold]` holds the objectives * signs (higher is better; one objective: plain
+    fold-aware ASHA, two or more: MO ranking); `active[config_id]` the folds
     that have reported and not ended; `stopped[config_id]` the rung at which the config was stopped;
     `decided` the (config_id, rung) pairs already judged.
 
@@ -60,21 +90,30 @@ class FoldAwareDecisions:
     its next report if the verdict is "stop"). Folds that start after a verdict follow it.
     """
 
-    def __init__(self, milestones: list[int], reduction_factor: float, sign: float, max_t: int | None = None):
+    def __init__(self, milestones: list[int], reduction_factor: float, sign, max_t: int | None = None):
         self.milestones = list(milestones)
         self.max_t = max_t  # a fold reporting this epoch has finished: it settles its config like on_end
         self.reduction_factor = float(reduction_factor)
-        self.sign = float(sign)
-        self.values: dict[int, dict[str, dict[int, float]]] = {m: {} for m in self.milestones}
+        self.signs = tuple(float(s) for s in (sign if isinstance(sign, (tuple, list)) else (sign,)))
+        self.sign = self.signs[0]
+        self.values: dict[int, dict[str, dict[int, tuple]]] = {m: {} for m in self.milestones}
         self.active: dict[str, set[int]] = {}
         self.decided: set[tuple[str, int]] = set()
         self.stopped: dict[str, int] = {}
         self.reasons: dict[str, str] = {}  # "<config_id>/<fold>" -> why it was stopped
         self.records = 0  # values recorded so far: a change tells the scheduler to save its state
 
-    def config_value(self, rung: int, config_id: str) -> float:
-        folds = self.values[rung].get(config_id, {})
-        return sum(folds.values()) / len(folds) if folds else math.nan
+    def config_vector(self, rung: int, config_id: str) -> tuple:
+        """Mean over the config's folds at the rung of each (signed) objective."""
+        folds = list(self.values[rung].get(config_id, {}).values())
+        if not folds:
+            return tuple(math.nan for _ in self.signs)
+        return tuple(sum(values) / len(folds) for values in zip(*folds))
+
+    def config_value(self, rung: int, config_id: str):
+        """The config's fold mean at the rung: a float for one objective, a tuple for several."""
+        vector = self.config_vector(rung, config_id)
+        return vector[0] if len(vector) == 1 else vector
 
     def on_end(self, config_id: str, fold: int, *, completed: bool = False) -> None:
         """A fold trial ended: its config's verdicts no longer wait for it. A fold that trained all its epochs
@@ -83,8 +122,8 @@ class FoldAwareDecisions:
         if completed and config_id not in self.stopped:
             self.decided.update((config_id, rung) for rung in self.milestones)
 
-    def on_result(self, config_id: str, fold: int, epoch: int, metric: float) -> bool:
-        """Record one epoch's metric of one fold; True when this fold must stop now."""
+    def on_result(self, config_id: str, fold: int, epoch: int, metric) -> bool:
+        """Record one epoch's metric (a float, or one value per objective) of one fold; True: stop this fold."""
         key = f"{config_id}/{fold}"
         if config_id in self.stopped:
             self.reasons.setdefault(
@@ -93,7 +132,9 @@ class FoldAwareDecisions:
         self.active.setdefault(config_id, set()).add(fold)
         for rung in self.milestones:
             if rung <= epoch and fold not in self.values[rung].get(config_id, {}):
-                self.values[rung].setdefault(config_id, {})[fold] = self.sign * float(metric)
+                values = metric if isinstance(metric, (tuple, list)) else (metric,)
+                self.values[rung].setdefault(config_id, {})[fold] = tuple(
+                    sign * float(value) for sign, value in zip(self.signs, values))
                 self.records += 1
         if self.max_t is not None and epoch >= self.max_t:
             self.on_end(config_id, fold, completed=True)
@@ -106,16 +147,34 @@ class FoldAwareDecisions:
             if not self.active[config_id] <= set(self.values[rung].get(config_id, {})):
                 break  # a fold running beside this one has not reached the rung yet: judge them together
             self.decided.add((config_id, rung))
+            reason = self._verdict(rung, config_id)
+            if reason:
+                self.stopped[config_id] = rung
+                self.reasons[key] = reason
+                return True
+        return False
+
+    def _verdict(self, rung: int, config_id: str) -> str | None:
+        """Why the config stops at this rung, or None when it goes on."""
+        folds = len(self.values[rung][config_id])
+        if len(self.signs) == 1:
             others = [self.config_value(rung, other) for other in self.values[rung] if other != config_id]
             cutoff = rung_cutoff(others, self.reduction_factor)
             mean = self.config_value(rung, config_id)
             if cutoff is not None and mean < cutoff:
-                self.stopped[config_id] = rung
-                folds = len(self.values[rung][config_id])
-                self.reasons[key] = (f"stopped at rung {rung}: config mean {self.sign * mean:.4f} over {folds} "
-                                     f"fold(s) worse than cutoff {self.sign * cutoff:.4f}")
-                return True
-        return False
+                return (f"stopped at rung {rung}: config mean {self.sign * mean:.4f} over {folds} "
+                        f"fold(s) worse than cutoff {self.sign * cutoff:.4f}")
+            return None
+        from search.multiobjective import kept_at_rung, nondominated_ranks
+
+        ids = list(self.values[rung])
+        points = [self.config_vector(rung, other) for other in ids]
+        kept, place, quota = kept_at_rung(points, ids.index(config_id), self.reduction_factor)
+        if kept:
+            return None
+        front = int(nondominated_ranks(points)[ids.index(config_id)]) + 1
+        return (f"stopped at rung {rung}: config (mean over {folds} fold(s)) in non-dominated front {front}, "
+                f"place {place + 1} of {len(ids)}; the best {quota} go on")
 
 
 def _fold_aware_asha_class():
@@ -123,16 +182,39 @@ def _fold_aware_asha_class():
     from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
     class FoldAwareASHAScheduler(FIFOScheduler):
-        """ASHA whose contestants are configs (mean over folds), with sticky per-config decisions."""
+        """ASHA whose contestants are configs (mean over folds), with sticky per-config decisions.
+
+        `objectives` ([(result key, max|min)], two or more) makes it multi-objective (`mo-fold-asha`)."""
 
         def __init__(self, *, metric: str, mode: str, max_t: int, grace_period: int = 1,
-                     reduction_factor: float = 3, state_path: str | None = None):
+                     reduction_factor: float = 3, state_path: str | None = None,
+                     objectives: list[tuple[str, str]] | None = None):
             super().__init__()
             self._metric, self._mode = metric, mode
+            self.objectives = list(objectives or [(metric, mode)])
             self.state_path = state_path  # decisions survive a killed driver (Tune does not save schedulers)
+            self._steady_times: dict[str, float] = {}  # trial_id -> latest epoch time without graph tracing
             self.decisions = FoldAwareDecisions(
                 rung_milestones(grace_period, max_t, reduction_factor), reduction_factor,
-                1.0 if mode == "max" else -1.0, max_t=max_t)
+                tuple(1.0 if way == "max" else -1.0 for _, way in self.objectives), max_t=max_t)
+
+        def _objective_values(self, trial, result: dict) -> tuple | None:
+            """This epoch's value of each objective (costs in log10), or None when one is missing."""
+            if "epoch_time_s" in result and not float(result.get("traced", 0.0)):
+                self._steady_times[trial.trial_id] = float(result["epoch_time_s"])
+            values = []
+            for key, way in self.objectives:
+                if key in ("epoch_time_s", "gpu_epoch_time_s"):
+                    seconds = self._steady_times.get(trial.trial_id, result.get("epoch_time_s"))
+                    value = None if seconds is None else float(seconds) * (
+                        float(result.get("gpus", 0.0)) if key == "gpu_epoch_time_s" else 1.0)
+                else:
+                    value = result.get(key)
+                if value is None:
+                    return None
+                value = float(value)
+                values.append(math.log10(max(value, 1e-9)) if way == "min" and len(self.objectives) > 1 else value)
+            return tuple(values)
 
         def __setstate__(self, state):
             # Tune.restore unpickles the scheduler as it was when the search started: reload later decisions.
@@ -152,11 +234,12 @@ def _fold_aware_asha_class():
             return not (metric and metric != self._metric) and not (mode and mode != self._mode)
 
         def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-            if TIME_ATTR not in result or self._metric not in result:
+            values = self._objective_values(trial, result) if TIME_ATTR in result else None
+            if values is None:
                 return TrialScheduler.CONTINUE
             config_id, fold = trial_identity(trial.config)
             before = self.decisions.records
-            stop = self.decisions.on_result(config_id, fold, int(result[TIME_ATTR]), result[self._metric])
+            stop = self.decisions.on_result(config_id, fold, int(result[TIME_ATTR]), values)
             if self.decisions.records != before:
                 self._save_decisions()
             return TrialScheduler.STOP if stop else TrialScheduler.CONTINUE
@@ -184,7 +267,8 @@ def _fold_aware_asha_class():
             return dict(self.decisions.reasons)
 
         def debug_string(self) -> str:
-            return (f"FoldAwareASHA: rungs {self.decisions.milestones}, "
+            kind = "MO-" if len(self.objectives) > 1 else ""
+            return (f"{kind}FoldAwareASHA: rungs {self.decisions.milestones}, "
                     f"{len(self.decisions.stopped)} configs stopped")
 
     return FoldAwareASHAScheduler
@@ -194,9 +278,11 @@ __getattr__ = lazy_classes(__name__, {"FoldAwareASHAScheduler": _fold_aware_asha
 
 
 def make_scheduler(name: str, *, metric: str = "val_auc", mode: str = "max", max_t: int,
-                   grace_period: int = 1, reduction_factor: float = 3, state_path: str | None = None) -> Any:
-    """A Tune scheduler by name (`fold-asha`, `asha`, `fifo`) that owns metric and mode.
+                   grace_period: int = 1, reduction_factor: float = 3, state_path: str | None = None,
+                   objectives: dict[str, str] | None = None) -> Any:
+    """A Tune scheduler by name (`mo-fold-asha`, `fold-asha`, `asha`, `fifo`) that owns metric and mode.
 
+    `objectives` (fold-table columns -> max|min, two or more) are what `mo-fold-asha` ranks configs on.
     Give metric/mode here only, not also to TuneConfig (Tune raises when both are set).
     """
     if name not in SCHEDULERS:
@@ -207,6 +293,12 @@ def make_scheduler(name: str, *, metric: str = "val_auc", mode: str = "max", max
         raise SearchError(
             f"scheduler needs max_t >= 1, grace_period >= 1 and reduction_factor > 1; got max_t={max_t}, "
             f"grace_period={grace_period}, reduction_factor={reduction_factor}")
+    followed = None
+    if name == "mo-fold-asha":
+        if not objectives or len(objectives) < 2:
+            raise SearchError(f"scheduler mo-fold-asha needs two or more objectives, got {dict(objectives or {})}; "
+                              "use --scheduler fold-asha for one")
+        followed = result_objectives(objectives)
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     if name == "fifo":
@@ -217,4 +309,4 @@ def make_scheduler(name: str, *, metric: str = "val_auc", mode: str = "max", max
                              reduction_factor=reduction_factor)
     return __getattr__("FoldAwareASHAScheduler")(metric=metric, mode=mode, max_t=int(max_t),
                                     grace_period=int(grace_period), reduction_factor=reduction_factor,
-                                    state_path=state_path)
+                                    state_path=state_path, objectives=followed)

@@ -16,8 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from search.aggregate import fidelity_tags
 from search.errors import SearchError
 from search.lazy import lazy_classes
+from search.results import trial_predictions_path
 from search.trials import (reported_metrics, searched_params, steady_epoch_time_s, stop_reason, trial_config,
                            trial_identity)
 
@@ -275,6 +277,9 @@ def _build_callback_class():
             extra["gpu_seconds"] = gpus * sum(t for t, _ in self._epochs.get(key, []))
             final.update(extra)
             self.client.log_batch(run_id, metrics=_metrics(extra, epochs_done), tags=_tags(tags))
+            predictions = trial_predictions_path(trial)  # out-of-fold predictions, docs/results.md
+            if predictions:
+                self.client.log_artifact(run_id, predictions, artifact_path="predictions")
             self.client.set_terminated(run_id, status=status)
             if status == "FINISHED":
                 self._finals.setdefault(config_id, {})[fold] = final
@@ -283,7 +288,9 @@ def _build_callback_class():
         def _update_config(self, config_id: str, flat: dict) -> None:
             finals = self._finals.get(config_id, {})
             run_id = self._config_run(config_id, flat)
-            self.client.log_batch(run_id, metrics=_metrics(fold_aggregates(finals), len(finals)))
+            epochs = {fold: int(final.get("epoch", 0)) for fold, final in finals.items()}
+            self.client.log_batch(run_id, metrics=_metrics(fold_aggregates(finals), len(finals)), tags=_tags(
+                fidelity_tags(epochs, int(flat["epochs"]) if "epochs" in flat else None, self.n_folds)))
             if len(finals) >= self.n_folds:
                 self.client.set_terminated(run_id, status="FINISHED")
 

@@ -62,11 +62,10 @@ def searched_params(flat_config: dict) -> dict[str, Any]:
 
 
 def steady_epoch_time_s(history: Iterable[dict]) -> float:
-    """Mean epoch time over epochs without graph tracing (the first epoch's tracing is not a steady cost)."""
+    """Mean epoch time over epochs without graph tracing (the first epoch's tracing is not a steady cost);
+    NaN when every epoch was traced (a trial stopped after one epoch): never a first epoch as steady."""
     times = [float(row["epoch_time_s"]) for row in history
              if "epoch_time_s" in row and not float(row.get("traced", 0.0))]
-    if not times:  # only traced epochs: the best available estimate is their mean
-        times = [float(row["epoch_time_s"]) for row in history if "epoch_time_s" in row]
     return sum(times) / len(times) if times else math.nan
 
 

@@ -147,14 +147,17 @@ def _callbacks(search_dir: Path, n_folds: int, scheduler, progress_interval_s: f
             ProgressTable(METRIC, MODE, progress_interval_s)]
 
 
-def run_search(*, data, space, name: str, out_dir, n_folds: int = 5, scheduler: str = "fold-asha",
+def run_search(*, data, space, name: str, out_dir, n_folds: int = 5, scheduler: str | None = None,
                gpus_per_trial: float = 0, cpus_per_trial: float = 1, max_concurrent: int | None = None,
                address: str | None = None, storage: str | None = None, tracking_uri: str | None = None,
                max_failures: int = 1, overrides: dict | None = None, available_sources=None,
                weights_dir=None, trainable=None, seed: int = 0, grace_period: int = 1,
                reduction_factor: float = 3, progress_interval_s: float = 15.0, data_mode: str = "auto",
-               allow_unauthenticated_tracking: bool = False) -> Path:
-    """Run a new search named `name` under `out_dir`; returns the search folder (ARCHITECTURE.md §7)."""
+               objectives: dict[str, str] | None = None, allow_unauthenticated_tracking: bool = False) -> Path:
+    """Run a new search named `name` under `out_dir`; returns the search folder (ARCHITECTURE.md §7).
+
+    `objectives` (fold-table column -> max|min; default cv_val_auc_mean:max, trainable_params:min) are the
+    front's and, with the default scheduler `mo-fold-asha` (`fold-asha` for one objective), the scheduler's."""
     from ray import tune
 
     from search.cluster import check_resources, check_weights, connect, preflight
@@ -174,9 +177,11 @@ def run_search(*, data, space, name: str, out_dir, n_folds: int = 5, scheduler: 
         raise SearchError(f"a search named {name!r} already exists in {out_dir}: continue it with "
                           f"`cxrtune search --resume {name} --out {out_dir}` or choose another --name")
     configs = expand(space, seed=seed, overrides=overrides, available_sources=available_sources)
+    objectives = dict(objectives or OBJECTIVES)
+    scheduler = scheduler or ("mo-fold-asha" if len(objectives) >= 2 else "fold-asha")
     chosen = make_scheduler(scheduler, metric=METRIC, mode=MODE, max_t=max(int(c["epochs"]) for c in configs),
                             grace_period=grace_period, reduction_factor=reduction_factor,
-                            state_path=str(search_dir / SCHEDULER_STATE_FILE))
+                            state_path=str(search_dir / SCHEDULER_STATE_FILE), objectives=objectives)
     if getattr(configs, "dropped_summary", None) and configs.dropped_summary():
         print(configs.dropped_summary(), flush=True)
     search_dir.mkdir(parents=True, exist_ok=True)
@@ -199,7 +204,7 @@ def run_search(*, data, space, name: str, out_dir, n_folds: int = 5, scheduler: 
         "overrides": overrides or {},
         "available_sources": list(available_sources) if available_sources else None,
         "n_configs": len(configs), "n_folds": int(n_folds), "n_trials": len(trial_configs),
-        "categories": categories, "scheduler": scheduler, "grace_period": grace_period,
+        "categories": categories, "scheduler": scheduler, "objectives": objectives, "grace_period": grace_period,
         "reduction_factor": reduction_factor, "gpus_per_trial": gpus_per_trial,
         "cpus_per_trial": cpus_per_trial, "max_concurrent": max_concurrent, "max_failures": max_failures,
         "weights_dir": weights_dir, "tracking_uri": tracking_uri, "storage_path": storage_path,
@@ -272,14 +277,18 @@ def finish_search(search_dir: Path) -> Path:
 
     from search.aggregate import fold_table
     from search.pareto import export_front
+    from search.uncertainty import front_with_uncertainty
 
     settings = json.loads((search_dir / SEARCH_FILE).read_text())
     trials = pd.read_csv(search_dir / "trials.csv", dtype={"config_id": str})
     table = fold_table(trials, n_folds=settings["n_folds"])
     table.to_csv(search_dir / "fold_table.csv", index=False)
-    done = table[table["n_folds_done"] > 0] if "n_folds_done" in table else table
-    if len(done):
-        export_front(done, OBJECTIVES, search_dir)
+    objectives = settings.get("objectives") or OBJECTIVES
+    if table["full_budget"].any() and len(objectives) >= 2:  # the front of full-budget configs only
+        flagged, _, note = front_with_uncertainty(search_dir, table, objectives)
+        export_front(flagged, objectives, search_dir, note=note)
+    print(f"\n{int(table['full_budget'].sum())} of {len(table)} configs trained every fold for every epoch "
+          "(full budget); `cxrtune report` and `cxrtune pareto` show those, --all-configs the others too")
     unfinished = int((~trials["status"].isin(["TERMINATED", "ERROR"])).sum()) if "status" in trials else 0
     if unfinished:  # Ctrl-C: Tune stopped the trials and saved its state
         print(f"\n{unfinished} trial(s) unfinished: continue with "

@@ -38,8 +38,8 @@ def test_means_stds_and_counts_over_done_folds_only():
     assert list(table.index) == ["bbb", "aaa"]  # best cv_val_auc_mean first
     assert table.loc["aaa", "n_folds"] == 3
     assert table.loc["aaa", "n_folds_done"] == 2
-    assert not table.loc["aaa", "complete"]
-    assert table.loc["bbb", "complete"]
+    assert not table.loc["aaa", "all_folds_ended"] and not table.loc["aaa", "full_budget"]
+    assert table.loc["bbb", "all_folds_ended"] and table.loc["bbb", "full_budget"]
     # The errored fold's 0.1 is left out; std is the sample std (ddof=1).
     assert table.loc["aaa", "cv_val_auc_mean"] == pytest.approx(0.7)
     assert table.loc["aaa", "cv_val_auc_std"] == pytest.approx(np.std([0.6, 0.8], ddof=1))
@@ -85,12 +85,44 @@ def test_stopped_early_and_missing_folds_are_reported():
         trial_row("bbb", 0), trial_row("bbb", 1, status="RUNNING", epochs_done=2),
     ])
     table = fold_table(trials, n_folds=2).set_index("config_id")
-    assert table.loc["aaa", "stopped_early"] and table.loc["aaa", "complete"]
-    assert table.loc["aaa", "epochs_done_max"] == 1
-    assert not table.loc["bbb", "stopped_early"] and not table.loc["bbb", "complete"]
+    # aaa's folds all ended, but after 1 of 3 epochs: not full-budget.
+    assert table.loc["aaa", "stopped_early"] and table.loc["aaa", "all_folds_ended"]
+    assert not table.loc["aaa", "full_budget"]
+    assert table.loc["aaa", "epochs_trained_min"] == table.loc["aaa", "epochs_trained_max"] == 1
+    assert not table.loc["bbb", "stopped_early"] and not table.loc["bbb", "all_folds_ended"]
+    assert not table.loc["bbb", "full_budget"]
     assert table.loc["bbb", "n_folds_done"] == 1
-    # Told there are 3 folds, nobody is complete.
-    assert not fold_table(trials, n_folds=3)["complete"].any()
+    # Told there are 3 folds, no config has ended them all.
+    assert not fold_table(trials, n_folds=3)["all_folds_ended"].any()
+
+
+def test_full_budget_needs_every_fold_to_train_every_epoch():
+    trials = pd.DataFrame([trial_row("aaa", 0, epochs=3, epochs_done=3), trial_row("aaa", 1, epochs=3, epochs_done=2),
+                           trial_row("bbb", 0), trial_row("bbb", 1)])
+    table = fold_table(trials).set_index("config_id")
+    assert not table.loc["aaa", "full_budget"] and table.loc["bbb", "full_budget"]
+    assert (table.loc["aaa", "epochs_trained_min"], table.loc["aaa", "epochs_trained_max"]) == (2, 3)
+
+
+def test_a_first_epoch_is_never_reported_as_a_steady_cost():
+    # A config stopped after 1 epoch: trials.csv (as older versions wrote it) says steady = its traced epoch.
+    trials = pd.DataFrame([trial_row("aaa", f, epochs=3, epochs_done=1, steady=52.7) for f in range(2)])
+    trials["epoch_time_s"] = 52.7
+    row = fold_table(trials).iloc[0]
+    assert np.isnan(row["steady_epoch_time_s"]) and np.isnan(row["gpu_seconds_per_epoch"])
+    assert row["first_epoch_time_s"] == pytest.approx(52.7) and row["cost_from_first_epoch"]
+    full = fold_table(pd.DataFrame([trial_row("bbb", f, steady=4.0) for f in range(2)])).iloc[0]
+    assert full["steady_epoch_time_s"] == pytest.approx(4.0) and not full["cost_from_first_epoch"]
+
+
+def test_mean_and_std_is_the_sample_std_and_skips_missing_values():
+    from search.aggregate import fidelity_tags, mean_and_std
+
+    assert mean_and_std([0.6, 0.8, np.nan]) == (pytest.approx(0.7), pytest.approx(np.std([0.6, 0.8], ddof=1)))
+    assert np.isnan(mean_and_std([0.5])[1]) and np.isnan(mean_and_std([])[0])
+    assert fidelity_tags({0: 3, 1: 3}, 3, 2)["cxrtune.full_budget"] == "true"
+    assert fidelity_tags({0: 3, 1: 1}, 3, 2) == {"cxrtune.full_budget": "false", "cxrtune.epochs_trained_min": "1",
+                                                 "cxrtune.epochs_trained_max": "3"}
 
 
 def test_reads_trials_csv_as_written_to_disk(tmp_path):

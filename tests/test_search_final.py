@@ -80,14 +80,14 @@ def test_final_split_trains_on_every_cv_row_and_validates_on_test_rows():
 
 
 def test_choose_config_takes_the_best_complete_one_or_the_one_named():
-    table = pd.DataFrame({"config_id": ["a", "b", "c"], "complete": [True, False, True],
+    table = pd.DataFrame({"config_id": ["a", "b", "c"], "full_budget": [True, False, True],
                           "cv_val_auc_mean": [0.7, 0.9, 0.8]})
-    assert choose_config(table, None) == "c"  # b is better but has folds missing
+    assert choose_config(table, None) == "c"  # b is better but was not trained to full budget
     assert choose_config(table, "b") == "b"
     with pytest.raises(SearchError, match="'zz' is not in this search; its configs: a, b, c"):
         choose_config(table, "zz")
     with pytest.raises(SearchError, match="--config"):
-        choose_config(table.assign(complete=False), None)
+        choose_config(table.assign(full_budget=False), None)
 
 
 # --- the study recipe, CPU-sized ---------------------------------------------------------------
@@ -212,3 +212,53 @@ def test_train_final_refuses_what_it_cannot_do_in_one_line(recipe, tmp_path, cap
     assert main(["train-final", "recipe", "--out", str(runs_dir), "--data", str(no_test)]) == 2
     error = capsys.readouterr().err
     assert "has no test rows" in error and error.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_report_test_scores_each_fold_model_and_trials_saved_out_of_fold_predictions(recipe, capsys):
+    """`report --test` on the recipe: the study-layout test table matches a direct evaluation of the fold
+    checkpoints; each fold trial saved its validation predictions; the front carries intervals."""
+    from mlflow.tracking import MlflowClient
+    from sklearn.metrics import roc_auc_score
+
+    from search.cli import main
+    from search.heldout import _test_rows, fold_model_predictions
+    from search.final import _search_data
+    from search.results import fold_checkpoint, load_oof_predictions, load_search
+
+    runs_dir, search_dir = recipe / "runs", recipe / "runs" / "recipe"
+    assert main(["report", "recipe", "--out", str(runs_dir), "--test"]) == 0
+    printed = capsys.readouterr().out
+    assert "## resnet50: test AUC" in printed and "selection, fronts and train-final use the validation" in printed
+    cells = pd.read_csv(search_dir / "report" / "test_table.csv", dtype={"config_id": str})
+    assert sorted(cells["method"].unique()) == ["A", "B conv4"] and (cells["n_fold_models"] == 2).all()
+    per_fold = pd.read_csv(search_dir / "report" / "test_folds.csv", dtype={"config_id": str})
+
+    # Directly: one fold checkpoint, rebuilt and scored with scikit-learn by hand.
+    results = load_search(search_dir)
+    config_id = str(cells["config_id"].iloc[0])
+    test_x, test_y, categories = _test_rows(_search_data(results)[0])
+    scores = fold_model_predictions(dict(results.config(config_id), fold=1), fold_checkpoint(results, config_id, 1),
+                                    test_x, test_y, len(categories))
+    aucs = [roc_auc_score(test_y[:, k], scores[:, k]) for k in range(len(categories)) if 0 < test_y[:, k].sum() < len(test_y)]
+    row = per_fold[(per_fold["config_id"] == config_id) & (per_fold["fold"] == 1)].iloc[0]
+    assert row["test_auc"] == pytest.approx(np.mean(aucs)) and row["test_images"] == len(test_y)
+    assert row["test_binary_accuracy"] == pytest.approx(((scores >= 0.5) == (test_y >= 0.5)).mean())
+    folds = per_fold[per_fold["config_id"] == config_id]["test_auc"]
+    cell = cells[(cells["config_id"] == config_id) & (cells["metric"] == "test_auc")].iloc[0]
+    assert (cell["mean"], cell["std"]) == (pytest.approx(folds.mean()), pytest.approx(folds.std(ddof=1)))
+    runs = json.loads((search_dir / "mlflow_runs.json").read_text())
+    logged = {a.path for a in MlflowClient(runs["tracking_uri"]).list_artifacts(runs["parent_run_id"], "report")}
+    assert "report/test_table.csv" in logged
+
+    # Out-of-fold predictions: every cv image once, from the model that did not train on it.
+    oof = load_oof_predictions(search_dir, config_id)
+    manifest = pd.read_csv(recipe / "prepared" / "manifest.csv", dtype={"image_id": str})
+    cv = manifest[manifest["split"] == "cv"]
+    assert sorted(oof.image_id) == sorted(cv["image_id"])
+    assert dict(zip(oof.image_id, oof.fold)) == dict(zip(cv["image_id"], cv["fold"].astype(int)))
+    assert (oof.epoch == 1).all() and oof.probability.shape == (len(cv), len(categories))
+    assert main(["pareto", "recipe", "--out", str(runs_dir), "--bootstrap", "200"]) == 0
+    front = pd.read_csv(search_dir / "pareto.csv", dtype={"config_id": str})
+    assert (front["auc_ci_low"] <= front["oof_auc"]).all() and (front["oof_auc"] <= front["auc_ci_high"]).all()
+    assert front["p_vs_best"].between(0, 1).all() and front.loc[front["on_front"], "tie_group"].min() == 1

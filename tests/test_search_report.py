@@ -21,7 +21,7 @@ CONFIGS = [  # (config_id, method, freeze, source_weights, trainable_params)
 ]
 
 
-def write_search(root, name="study", *, n_folds=2, with_mlflow=True, missing_fold_for=None):
+def write_search(root, name="study", *, n_folds=2, with_mlflow=True, missing_fold_for=None, stopped_for=None):
     """A search folder with trials.csv, search.json and (optionally) a real sqlite MLflow parent run."""
     search_dir = root / name
     search_dir.mkdir(parents=True)
@@ -39,6 +39,8 @@ def write_search(root, name="study", *, n_folds=2, with_mlflow=True, missing_fol
                "val_binary_accuracy": rng.uniform(0.7, 0.9), "val_loss": rng.uniform(0.2, 0.5),
                "train_loss": 0.4, "epoch_time_s": 3.0, "trainable_params": params, "total_params": 23.6e6,
                "steady_epoch_time_s": 1.0 + params / 1e7, "gpus": 0.0, "cpus": 1.0}
+        if config_id == stopped_for:  # cut by the scheduler after its first (traced) epoch
+            row.update(epochs_done=1, stop_reason="stopped at rung 1", steady_epoch_time_s=np.nan, epoch_time_s=52.7)
         for category in CATEGORIES:
             row[f"val_auc_{category}"] = rng.uniform(0.5, 1.0)
         rows.append(row)
@@ -100,8 +102,8 @@ def test_report_command_writes_markdown_and_csv_and_logs_them(tmp_path, capsys):
 def test_incomplete_configs_are_marked_in_the_report(tmp_path):
     results = load_search(write_search(tmp_path, with_mlflow=False, missing_fold_for="b000000002"))
     auc = study_table(study_cells(results.table), "resnet50", "val_auc")
-    assert auc.loc["imagenet", "B conv3"].endswith("†")
-    assert not auc.loc["imagenet", "A"].endswith("†")
+    assert auc.loc["imagenet", "B conv3"].endswith("† (folds ended: 1/2)")
+    assert "†" not in auc.loc["imagenet", "A"]
 
 
 def test_pareto_command_exports_complete_configs_and_logs_them(tmp_path, capsys):
@@ -116,14 +118,48 @@ def test_pareto_command_exports_complete_configs_and_logs_them(tmp_path, capsys)
     assert sorted(front.loc[front["on_front"], "config_id"]) == ["a000000001", "d000000004"]
     assert json.loads((search_dir / "pareto.json").read_text())["n_on_front"] == 2
     assert (search_dir / "pareto.png").read_bytes()[:4] == b"\x89PNG"
-    assert "Pareto front (cv_val_auc_mean:max,trainable_params:min): 2 of 3 configs" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Pareto front of the full-budget configs (cv_val_auc_mean:max,trainable_params:min): 2 of 3" in printed
+    assert "no out-of-fold predictions saved" in printed
     folder = "pareto/cv_val_auc_mean-max_trainable_params-min"
     assert logged_artifacts(search_dir, folder) == [f"{folder}/pareto.csv", f"{folder}/pareto.json",
                                                     f"{folder}/pareto.png"]
 
     assert main(["pareto", "study", "--out", str(tmp_path), "--all-configs",
                  "--objectives", "cv_val_auc_mean:max,steady_epoch_time_s:min"]) == 0
-    assert len(pd.read_csv(search_dir / "pareto.csv")) == len(CONFIGS)
+    everything = pd.read_csv(search_dir / "pareto.csv", dtype={"config_id": str}).set_index("config_id")
+    assert len(everything) == len(CONFIGS)
+    assert not everything.loc["c000000003", "on_front"]
+    assert everything.loc["c000000003", "fidelity"] == "folds ended: 1/2"
+
+
+def test_a_stopped_config_is_never_on_the_default_front_and_is_marked_with_all_configs(tmp_path, capsys):
+    # D has the best AUC: counted at its 1 epoch it would be on the front.
+    search_dir = write_search(tmp_path, with_mlflow=False, stopped_for="d000000004")
+    assert main(["pareto", "study", "--out", str(tmp_path)]) == 0
+    front = pd.read_csv(search_dir / "pareto.csv", dtype={"config_id": str})
+    assert "d000000004" not in set(front["config_id"])
+    assert sorted(front.loc[front["on_front"], "config_id"]) == ["a000000001", "c000000003"]
+    assert json.loads((search_dir / "pareto.json").read_text())["front_of"].startswith("full-budget")
+
+    assert main(["pareto", "study", "--out", str(tmp_path), "--all-configs"]) == 0
+    marked = pd.read_csv(search_dir / "pareto.csv", dtype={"config_id": str}).set_index("config_id")
+    assert not marked.loc["d000000004", "on_front"]
+    assert marked.loc["d000000004", "fidelity"] == "stopped: epoch 1 of 2"
+    assert sorted(marked.index[marked["on_front"]]) == ["a000000001", "c000000003"]
+    capsys.readouterr()
+
+    assert main(["report", "study", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "random init" not in printed and "1 config(s) the scheduler stopped early are left out" in printed
+    assert main(["report", "study", "--out", str(tmp_path), "--all-configs"]) == 0
+    printed = capsys.readouterr().out
+    assert "| none | " in printed and "† (stopped: epoch 1 of 2)" in printed
+    # Its one epoch's time (graph tracing included) is never shown as a steady cost.
+    from search.report import summary_lines
+
+    line = next(l for l in summary_lines(load_search(search_dir).table) if l.startswith("resnet50 D"))
+    assert "52.7*" in line and " 1†" in line
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -153,7 +189,7 @@ def test_terminal_summaries_for_the_demo(tmp_path, capsys):
     search_dir = write_search(tmp_path, with_mlflow=False)
     print_fold_table(search_dir)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:3] == ["config", "folds", "val"]
+    assert lines[0].split()[:4] == ["config", "folds", "epochs", "val"]
     assert lines[1].startswith("resnet50 D random init") and "2/2" in lines[1] and "0.905 ± 0.007" in lines[1]
     assert len(lines) == 1 + len(CONFIGS)
 

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from search.errors import SearchError
-from search.schedulers import FoldAwareDecisions, make_scheduler, rung_cutoff, rung_milestones
+from search.schedulers import (FoldAwareDecisions, make_scheduler, result_objectives, rung_cutoff,
+                               rung_milestones)
 from test_search_tuner import ScriptedData, migrated_store, pickle_by_value, scripted_fold, scripted_space
 
 
@@ -87,6 +89,8 @@ def test_factory_names_and_errors(tmp_path):
     assert isinstance(make_scheduler("asha", max_t=3), AsyncHyperBandScheduler)
     fold_asha = make_scheduler("fold-asha", max_t=9, state_path=str(tmp_path / "state.pkl"))
     assert fold_asha.decisions.milestones == [1, 3]
+    mo = make_scheduler("mo-fold-asha", max_t=9, objectives={"cv_val_auc_mean": "max", "trainable_params": "min"})
+    assert mo.decisions.signs == (1.0, -1.0)
     with pytest.raises(SearchError, match="unknown scheduler 'pbt'"):
         make_scheduler("pbt", max_t=3)
     with pytest.raises(SearchError, match="reduction_factor > 1"):
@@ -102,6 +106,120 @@ def test_fold_asha_decisions_survive_a_pickle_round_trip_through_its_state_file(
     scheduler._save_decisions()
     restored = pickle.loads(pickled_at_start)
     assert restored.decisions.stopped == {"b": 1}
+
+
+class FakeTrial:
+    """What the scheduler reads of a Tune Trial (as in benchmarks/search_schedulers.py)."""
+
+    def __init__(self, config_id: str, fold: int, epochs: int):
+        self.trial_id = f"{config_id}_{fold}"
+        self.config = {"trial_config": {"config_id": config_id, "fold": fold, "epochs": epochs}}
+
+
+# Scripted curves: (trainable params, AUC at epoch e = plateau - (plateau - 0.5) * rise ** e), fold 1 0.01
+# lower. The cheap config (method A) learns slower and plateaus lower: 0.548, 0.586, 0.617, 0.642 at epochs
+# 1-4; the costly ones (C, D) end higher: 0.650, 0.725, 0.763, 0.781 and 0.645, 0.718, 0.754, 0.772.
+CURVES = {"cheap": (1.3e4, 0.74, 0.8), "mid": (8e6, 0.78, 0.7), "costly": (2.3e7, 0.80, 0.5),
+          "costly2": (2.3e7, 0.79, 0.5)}
+
+
+def scripted_search(name: str, epochs: int = 4) -> pd.DataFrame:
+    """Run every fold of every config one after another through a real scheduler object, as Tune would feed
+    it (costly configs first); returns trials.csv-like rows for the fold table."""
+    scheduler = make_scheduler(name, max_t=epochs, reduction_factor=2,
+                               objectives={"cv_val_auc_mean": "max", "trainable_params": "min"})
+    rows = []
+    for config_id in ("costly", "costly2", "mid", "cheap"):
+        params, plateau, rise = CURVES[config_id]
+        for fold in range(2):
+            trial = FakeTrial(config_id, fold, epochs)
+            for epoch in range(1, epochs + 1):
+                auc = plateau - (plateau - 0.5) * rise ** epoch - 0.01 * fold
+                result = {"training_iteration": epoch, "val_auc": auc, "trainable_params": params,
+                          "epoch_time_s": 1.0 + params / 1e7, "traced": float(epoch == 1)}
+                if scheduler.on_trial_result(None, trial, result) == "STOP":
+                    break
+            scheduler.on_trial_complete(None, trial, {"training_iteration": epoch})
+            rows.append({"config_id": config_id, "fold": fold, "epochs": epochs, "epochs_done": epoch,
+                         "status": "TERMINATED", "val_auc": auc, "trainable_params": params,
+                         "steady_epoch_time_s": 1.0 + params / 1e7 if epoch > 1 else np.nan,
+                         "epoch_time_s": 1.0 + params / 1e7, "gpus": 0.0})
+    return pd.DataFrame(rows)
+
+
+def full_budget_front(trials: pd.DataFrame) -> set[str]:
+    from search.aggregate import fold_table
+    from search.pareto import pareto_front
+
+    table = fold_table(trials)
+    flagged = pareto_front(table[table["full_budget"]], {"cv_val_auc_mean": "max", "trainable_params": "min"})
+    return set(flagged.loc[flagged["on_front"], "config_id"])
+
+
+def test_fold_asha_cuts_the_cheap_config_and_mo_fold_asha_keeps_it_on_the_front():
+    # At rung 1 the cheap config's fold mean (0.543) is below the others': AUC-only fold-ASHA stops it after
+    # one epoch, so the full-budget front lacks its cheap end.
+    single = scripted_search("fold-asha")
+    assert set(single.loc[single["config_id"] == "cheap", "epochs_done"]) == {1}
+    assert full_budget_front(single) == {"costly"}
+    # MO-fold-ASHA: the cheap config is the fewest-parameter end of the rung's non-dominated front: kept.
+    multi = scripted_search("mo-fold-asha")
+    assert set(multi.loc[multi["config_id"] == "cheap", "epochs_done"]) == {4}
+    assert full_budget_front(multi) == {"cheap", "mid", "costly"}
+    # It still stops what is dominated: costly2 (costly's cost, lower AUC) at rung 2.
+    epochs = multi.groupby("config_id")["epochs_done"].max().to_dict()
+    assert epochs == {"cheap": 4, "costly": 4, "costly2": 2, "mid": 4}
+
+
+def test_mo_decisions_keep_the_best_fronts_spread_out_first():
+    decisions = FoldAwareDecisions([1], reduction_factor=2, sign=(1.0, -1.0))  # (AUC: max, cost: min)
+    assert not decisions.on_result("a", 0, 1, (0.80, 5.0))     # alone: kept
+    assert decisions.on_result("b", 0, 1, (0.79, 5.0))         # dominated by a; 2 configs, the best 1 go on
+    assert "non-dominated front 2" in decisions.reasons["b/0"]
+    assert not decisions.on_result("c", 0, 1, (0.60, 1.0))     # cheaper: front 1 with a, its far end: kept
+    # d lies between a and c on their front: third in the epsilon-net order, past ceil(4 / 2) = 2, but a
+    # config no other beats on both objectives goes on.
+    assert not decisions.on_result("d", 0, 1, (0.70, 3.0))
+    assert decisions.on_result("e", 0, 1, (0.65, 5.5))         # behind a and b: front 3, stopped
+    assert "front 3, place 5 of 5" in decisions.reasons["e/0"]
+    assert decisions.config_value(1, "a") == pytest.approx((0.80, -5.0))
+
+
+def test_objectives_map_to_what_trials_report():
+    assert result_objectives({"cv_val_auc_mean": "max", "trainable_params": "min",
+                              "steady_epoch_time_s": "min"}) == [
+        ("val_auc", "max"), ("trainable_params", "min"), ("epoch_time_s", "min")]
+    with pytest.raises(SearchError, match="cannot guide the scheduler"):
+        result_objectives({"n_folds_done": "max"})
+    with pytest.raises(SearchError, match="two or more objectives"):
+        make_scheduler("mo-fold-asha", max_t=3, objectives={"cv_val_auc_mean": "max"})
+
+
+def test_measured_costs_use_the_latest_untraced_epoch():
+    scheduler = make_scheduler("mo-fold-asha", max_t=9, objectives={"cv_val_auc_mean": "max",
+                                                                    "steady_epoch_time_s": "min"})
+    trial = FakeTrial("a", 0, 9)
+    assert scheduler._objective_values(trial, {"val_auc": 0.6, "epoch_time_s": 50.0, "traced": 1.0}) == (
+        0.6, pytest.approx(np.log10(50.0)))   # epoch 1: the only time there is
+    scheduler._objective_values(trial, {"val_auc": 0.7, "epoch_time_s": 5.0, "traced": 0.0})
+    assert scheduler._objective_values(trial, {"val_auc": 0.7, "epoch_time_s": 40.0, "traced": 1.0})[1] == (
+        pytest.approx(np.log10(5.0)))          # a re-traced epoch after a resume: the steady time stands
+
+
+def test_mo_fold_asha_verdicts_survive_a_resume_through_its_state_file(tmp_path):
+    objectives = {"cv_val_auc_mean": "max", "trainable_params": "min"}
+    scheduler = make_scheduler("mo-fold-asha", max_t=4, reduction_factor=2, objectives=objectives,
+                               state_path=str(tmp_path / "s.pkl"))
+    pickled_at_start = pickle.dumps(scheduler)
+    for config_id, auc, params in (("a", 0.8, 1e3), ("b", 0.7, 1e4)):
+        trial = FakeTrial(config_id, 0, 4)
+        scheduler.on_trial_result(None, trial, {"training_iteration": 1, "val_auc": auc, "trainable_params": params})
+    restored = pickle.loads(pickled_at_start)
+    assert restored.decisions.stopped == {"b": 1}
+    assert restored.objectives == [("val_auc", "max"), ("trainable_params", "min")]
+    # b's other fold, started after the resume, follows the saved verdict.
+    assert restored.on_trial_result(None, FakeTrial("b", 1, 4), {
+        "training_iteration": 1, "val_auc": 0.99, "trainable_params": 1e4}) == "STOP"
 
 
 @pytest.mark.slow

@@ -16,11 +16,13 @@ from trainables.metrics import validation_metrics
 
 def epoch_reporter(*, validation_data, validation_labels, categories, beta_p, beta_n, n_train: int,
                    report: Callable[[dict, object], None], save_checkpoint: Callable[[int], object],
-                   checkpoint_every: int, last_epoch: int, fixed_metrics: dict[str, float]):
+                   checkpoint_every: int, last_epoch: int, fixed_metrics: dict[str, float],
+                   save_predictions: Callable[[object, np.ndarray, int], object] | None = None):
     """A callback calling `report(metrics, checkpoint_or_None)` after every epoch, for a model that
     outputs logits (trainables.model.logits_view): AUC and accuracy score sigmoid(logits), the
     validation loss the logits themselves, as training does.
-    `save_checkpoint(epoch)` runs every `checkpoint_every` epochs and on the last one."""
+    `save_checkpoint(epoch)` runs every `checkpoint_every` epochs and on the last one;
+    `save_predictions(checkpoint, probabilities, epoch)` then stores that epoch's validation scores beside it."""
     import keras
 
     class EpochReporter(keras.callbacks.Callback):
@@ -53,6 +55,8 @@ def epoch_reporter(*, validation_data, validation_labels, categories, beta_p, be
             checkpoint = None
             if done % checkpoint_every == 0 or done == last_epoch:
                 checkpoint = save_checkpoint(done)
+                if save_predictions is not None and checkpoint is not None:
+                    save_predictions(checkpoint, np.asarray(scores), done)
             report(metrics, checkpoint)
 
     return EpochReporter()

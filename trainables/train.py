@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +30,7 @@ class FoldData:
     val_x: object
     val_y: np.ndarray
     categories: list[str]
+    val_ids: list[str] = field(default_factory=list)  # manifest image_id of each validation row
 
 
 def split_fold(data, fold: int) -> FoldData:
@@ -57,7 +58,9 @@ def split_rows(images_or_paths, labels, manifest, categories, *, fold: int) -> F
         return [images_or_paths[row] for row in rows]
 
     labels = np.asarray(labels)
-    return FoldData(take(train_rows), labels[train_rows], take(val_rows), labels[val_rows], list(categories))
+    val_ids = manifest["image_id"].astype(str).to_numpy()[val_rows].tolist() if "image_id" in manifest else []
+    return FoldData(take(train_rows), labels[train_rows], take(val_rows), labels[val_rows], list(categories),
+                    val_ids)
 
 
 def fit_fold(config: dict, data, *, report: Callable[[dict, Path | None], None],
@@ -75,6 +78,7 @@ def fit_fold(config: dict, data, *, report: Callable[[dict, Path | None], None],
     from trainables.checkpoint import restore_checkpoint, save_checkpoint
     from trainables.losses import weighted_bce
     from trainables.model import build_model, logits_view, parameter_counts
+    from trainables.predictions import write_predictions
     from trainables.report import epoch_reporter
     from trainables.runtime import apply_runtime, plan_runtime, visible_gpus
 
@@ -117,6 +121,10 @@ def fit_fold(config: dict, data, *, report: Callable[[dict, Path | None], None],
         save_checkpoint=lambda epoch: save_checkpoint(trainer, root / f"epoch_{epoch:04d}", epoch=epoch, config=config),
         checkpoint_every=config["checkpoint_every"], last_epoch=config["epochs"],
         fixed_metrics={"trainable_params": trainable, "total_params": total, "gpus": plan.gpus},
+        # Out-of-fold predictions beside each checkpoint's weights (trainables/predictions.py).
+        save_predictions=lambda folder, scores, epoch: write_predictions(
+            folder, image_ids=fold.val_ids, categories=fold.categories, probabilities=scores,
+            labels=fold.val_y, epoch=epoch) if fold.val_ids else None,
     )
     if initial_epoch < config["epochs"]:
         trainer.fit(train_data, epochs=config["epochs"], initial_epoch=initial_epoch,
