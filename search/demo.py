@@ -134,8 +134,8 @@ def print_results(search_dir: Path) -> None:
         binary_accuracy=[f"{m:.3f} +/- {s:.3f}" for m, s in
                          zip(table["cv_val_binary_accuracy_mean"], table["cv_val_binary_accuracy_std"])],
     ).sort_values("cv_val_auc_mean", ascending=False)
-    columns = ["config_id", "method", "source_weights", "freeze", "n_folds_done", "val_auc", "binary_accuracy",
-               "trainable_params", "steady_epoch_time_s"]
+    columns = ["config_id", "method", "source_weights", "freeze", "n_folds_done", "epochs_trained_max", "full_budget",
+               "val_auc", "binary_accuracy", "trainable_params", "steady_epoch_time_s"]  # NaN s: one epoch only
     print("Fold table (mean +/- std over folds):")
     print(shown[columns].to_string(index=False))
     on_front = front[front["on_front"].astype(bool)].sort_values("trainable_params")

@@ -145,8 +145,10 @@ def _draw_points(axis, flagged: pd.DataFrame, x_name: str, y_name: str) -> None:
         yerr = None if intervals else _error_column(part, y_name)
         axis.errorbar(part[x_name], part[y_name], xerr=_error_column(part, x_name), yerr=yerr,
                       linestyle="none", capsize=3, **style)
-        if intervals:
-            axis.vlines(part[x_name], part["auc_ci_low"], part["auc_ci_high"], color=style["color"], alpha=0.6)
+        if intervals:  # the pooled OOF interval's extent below and above its estimate, around the plotted mean
+            centre = part[y_name]
+            axis.vlines(part[x_name], centre - (part["oof_auc"] - part["auc_ci_low"]),
+                        centre + (part["auc_ci_high"] - part["oof_auc"]), color=style["color"], alpha=0.6)
 
 
 def plot_front(table: pd.DataFrame, objectives: dict[str, str], path, *, note: str | None = None) -> Path:
@@ -183,16 +185,16 @@ def plot_front(table: pd.DataFrame, objectives: dict[str, str], path, *, note: s
             axis.set_yscale("log")
         axis.grid(alpha=0.3)
         axis.legend(loc="best", fontsize=8)
-    bars = ("95% patient-bootstrap interval of the pooled out-of-fold AUC"
-            if "auc_ci_low" in flagged and flagged["auc_ci_low"].notna().any() else "fold std")
-    figure.suptitle("Configs by " + " vs ".join(names) + f" (bars: {bars})")
+    figure.suptitle("Configs by " + " vs ".join(names))
+    intervals = "auc_ci_low" in flagged and flagged["auc_ci_low"].notna().any()
+    caption = [("AUC bars: 95% patient-bootstrap interval of the pooled out-of-fold AUC, drawn around each point"
+                if intervals else "bars: fold std") + "; front of the full-budget configs"]
+    caption += [note] if note else []
     stopped = int((flagged.get("fidelity", pd.Series(dtype=str)) != "full budget").sum())
-    caption = [note] if note else []
     if stopped:
         caption.append(f"x: {stopped} config(s) the scheduler stopped early, at the epoch shown: never on the front")
-    if caption:
-        figure.text(0.01, 0.01, "; ".join(caption), fontsize=7)
-    figure.tight_layout(rect=(0, 0.03, 1, 1))
+    figure.text(0.01, 0.01, "\n".join(caption), fontsize=7)
+    figure.tight_layout(rect=(0, 0.02 + 0.02 * len(caption), 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)

@@ -23,16 +23,31 @@ ALPHA = 0.05
 UNCERTAINTY_COLUMNS = ("oof_auc", "auc_ci_low", "auc_ci_high", "p_vs_best", "tie_group", "tied_with_better")
 
 
-def _aligned(first, second):
-    """Row indices of the image ids both out-of-fold sets have, in one order."""
-    common, a_rows, b_rows = np.intersect1d(first.image_id, second.image_id, return_indices=True)
-    return common, a_rows, b_rows
+def _resampled(predictions: dict, results, n_resamples: int, seed: int):
+    """(macro AUC per config on all images, resampled macro AUCs per config): every config is scored on the
+    SAME patient resamples of the images they all have, so one pass gives both the intervals and, by
+    differences, the paired tests (a config's bootstrap is computed once, not once per comparison)."""
+    from search.evaluation import macro_auc, patient_resample_counts, resampled_macro_auc
+    from search.results import patient_groups
+
+    common = sorted(set.intersection(*(set(oof.image_id.tolist()) for oof in predictions.values())))
+    aligned = {}
+    for config_id, oof in predictions.items():
+        rows = {image: row for row, image in enumerate(oof.image_id.tolist())}
+        order = np.asarray([rows[image] for image in common], dtype=int)
+        aligned[config_id] = (oof.label[order], oof.probability[order])
+    point = {config_id: macro_auc(*pair) for config_id, pair in aligned.items()}
+    draws = {config_id: [] for config_id in aligned}
+    for counts in patient_resample_counts(patient_groups(results, common), n_resamples, np.random.default_rng(seed)):
+        for config_id, (labels, scores) in aligned.items():
+            draws[config_id].append(resampled_macro_auc(labels, scores, counts))
+    return point, {config_id: np.concatenate(parts) for config_id, parts in draws.items()}
 
 
 def add_uncertainty(flagged: pd.DataFrame, results, *, n_resamples: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, str]:
     """`flagged` (a fold table with `on_front`) plus UNCERTAINTY_COLUMNS, and a one-line note on what was done."""
-    from search.evaluation import macro_auc, paired_bootstrap_test, patient_bootstrap_interval
-    from search.results import load_oof_predictions, patient_groups
+    from search.evaluation import paired_p_value
+    from search.results import load_oof_predictions
 
     table = flagged.copy()
     for name in UNCERTAINTY_COLUMNS:
@@ -41,44 +56,31 @@ def add_uncertainty(flagged: pd.DataFrame, results, *, n_resamples: int = 1000, 
     predictions = {}
     for config_id in table["config_id"]:
         try:
-            predictions[config_id] = load_oof_predictions(results, str(config_id))
+            predictions[str(config_id)] = load_oof_predictions(results, str(config_id))
         except SearchError:
             continue
     if not predictions:
         return table, "no out-of-fold predictions saved by these trials: no intervals or tie groups"
-    index = table.set_index("config_id").index
-    for config_id, oof in predictions.items():
-        patients = patient_groups(results, oof.image_id)
-        low, high = patient_bootstrap_interval(oof.label, oof.probability, patients, n_resamples=n_resamples, seed=seed)
-        row = index.get_loc(config_id)
-        table.iloc[row, table.columns.get_loc("oof_auc")] = macro_auc(oof.label, oof.probability)
-        table.iloc[row, table.columns.get_loc("auc_ci_low")] = low
-        table.iloc[row, table.columns.get_loc("auc_ci_high")] = high
-    front = table[table["on_front"].astype(bool) & table["config_id"].isin(list(predictions))]
-    if front.empty:
+    point, draws = _resampled(predictions, results, n_resamples, seed)
+    tail = (1 - 0.95) / 2 * 100
+    rows = {config_id: table["config_id"].astype(str) == config_id for config_id in predictions}
+    for config_id, values in draws.items():
+        finite = values[~np.isnan(values)]
+        low, high = np.percentile(finite, [tail, 100 - tail]) if len(finite) else (np.nan, np.nan)
+        table.loc[rows[config_id], ["oof_auc", "auc_ci_low", "auc_ci_high"]] = [point[config_id], low, high]
+    front = [c for c in table.loc[table["on_front"].astype(bool), "config_id"].astype(str) if c in predictions]
+    if not front:
         return table, "front configs saved no out-of-fold predictions: intervals only"
-    ranked = front.sort_values("oof_auc", ascending=False, kind="stable")["config_id"].tolist()
-
-    def paired_p(better: str, other: str) -> float:
-        a, b = predictions[better], predictions[other]
-        common, a_rows, b_rows = _aligned(a, b)
-        if not len(common):
-            return np.nan
-        return paired_bootstrap_test(a.label[a_rows], a.probability[a_rows], b.probability[b_rows],
-                                     patient_groups(results, common), n_resamples=n_resamples, seed=seed)[1]
-
+    ranked = sorted(front, key=lambda c: -point[c])  # stable: ties keep the table's order
     best = ranked[0]
     for config_id in predictions:
-        table.loc[table["config_id"] == config_id, "p_vs_best"] = 1.0 if config_id == best else paired_p(best, config_id)
+        table.loc[rows[config_id], "p_vs_best"] = paired_p_value(draws[best] - draws[config_id]) \
+            if config_id != best else 1.0
     group, leader = 1, best
     for config_id in ranked:
-        if config_id != leader:
-            p_value = paired_p(leader, config_id)
-            if not p_value >= ALPHA:
-                group, leader = group + 1, config_id
-        mask = table["config_id"] == config_id
-        table.loc[mask, "tie_group"] = group
-        table.loc[mask, "tied_with_better"] = config_id != leader
+        if config_id != leader and not paired_p_value(draws[leader] - draws[config_id]) >= ALPHA:
+            group, leader = group + 1, config_id
+        table.loc[rows[config_id], ["tie_group", "tied_with_better"]] = [group, config_id != leader]
     return table, (f"intervals: 95% patient bootstrap of the pooled out-of-fold macro AUC ({n_resamples} resamples); "
                    f"ties: paired patient bootstrap, p >= {ALPHA}")
 

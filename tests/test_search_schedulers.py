@@ -250,3 +250,16 @@ def test_fold_asha_in_a_real_search_stops_exactly_the_weak_config_after_one_epoc
     assert (trials[trials["learning_rate"] != 3e-4]["stop_reason"] == "completed").all()
     table = pd.read_csv(search_dir / "fold_table.csv", dtype={"config_id": str})
     assert len(table) == 4
+
+
+@pytest.mark.parametrize("objectives, message", [
+    ("cv_val_auc_mean", "is not COLUMN:max or COLUMN:min"),
+    ("cv_val_auc_mean:max,n_folds_done:min", "'n_folds_done' cannot guide the scheduler"),
+])
+def test_search_refuses_objectives_it_cannot_follow_in_one_line(tmp_path, capsys, objectives, message):
+    from search.cli import main
+
+    assert main(["search", "--data", str(tmp_path), "--space", "demo", "--name", "x", "--out", str(tmp_path),
+                 "--objectives", objectives]) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1

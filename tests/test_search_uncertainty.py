@@ -55,3 +55,47 @@ def test_paired_bootstrap_by_hand():
     assert p_value == pytest.approx(0.5, abs=0.05)
     same, p_same = paired_bootstrap_test(LABELS, SCORE_A, SCORE_A, PATIENTS, n_resamples=200)
     assert same == 0.0 and p_same == 1.0
+
+
+def write_predictions_for(search_dir, scores_by_config, labels, image_ids):
+    """val_predictions.npz in each fold trial's checkpoint folder, as a real search leaves them."""
+    import pandas as pd
+
+    from trainables.predictions import write_predictions
+
+    trials = pd.read_csv(search_dir / "trials.csv", dtype={"config_id": str})
+    for row in trials.itertuples():
+        rows = np.arange(len(image_ids)) % 2 == row.fold  # two folds: even images fold 0, odd fold 1
+        folder = search_dir / "tune" / f"{row.config_id}-fold{row.fold}_{row.trial_id}" / "checkpoint_000001"
+        folder.mkdir(parents=True)
+        write_predictions(folder, image_ids=image_ids[rows], categories=["c1", "c2"],
+                          probabilities=scores_by_config[row.config_id][rows], labels=labels[rows], epoch=2)
+
+
+def test_pareto_gets_intervals_p_values_and_tie_groups_from_saved_predictions(tmp_path, capsys):
+    import pandas as pd
+
+    from search.cli import main
+    from search.results import load_oof_predictions
+    from test_search_report import CONFIGS, write_search
+
+    search_dir = write_search(tmp_path, with_mlflow=False)
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, size=(120, 2))
+    image_ids = np.array([f"img{i:03d}" for i in range(120)])
+    good = labels + rng.normal(0, 0.6, labels.shape)
+    scores = {config_id: 1 / (1 + np.exp(-good)) for config_id, *_ in CONFIGS}
+    scores["b000000002"] = rng.uniform(size=labels.shape)  # chance: clearly worse than the best
+    write_predictions_for(search_dir, scores, labels, image_ids)
+
+    oof = load_oof_predictions(search_dir, "a000000001")
+    assert sorted(oof.image_id) == sorted(image_ids) and oof.probability.dtype == np.float32
+    assert main(["pareto", "study", "--out", str(tmp_path), "--bootstrap", "200"]) == 0
+    front = pd.read_csv(search_dir / "pareto.csv", dtype={"config_id": str}).set_index("config_id")
+    assert sorted(front.index[front["on_front"]]) == ["a000000001", "d000000004"]
+    assert (front["auc_ci_low"] < front["oof_auc"]).all() and (front["oof_auc"] < front["auc_ci_high"]).all()
+    # A predicts exactly what D does (float16 on disk): tied with the better-AUC front point, in its group.
+    assert front.loc["a000000001", "p_vs_best"] == 1.0 and front.loc["a000000001", "tie_group"] == 1
+    assert front.loc["a000000001", "tied_with_better"] != front.loc["d000000004", "tied_with_better"]
+    assert front.loc["b000000002", "p_vs_best"] < 0.05 and np.isnan(front.loc["b000000002", "tie_group"])
+    assert "paired patient bootstrap" in capsys.readouterr().out
