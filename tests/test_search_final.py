@@ -208,3 +208,18 @@ def test_train_final_refuses_what_it_cannot_do_in_one_line(recipe, tmp_path, cap
     assert main(["train-final", "recipe", "--out", str(runs_dir), "--data", str(no_test)]) == 2
     error = capsys.readouterr().err
     assert "has no test rows" in error and error.count("\n") == 1
+
+
+def test_the_model_card_names_the_category_prepare_dropped(tmp_path):
+    import keras
+
+    from search.final import save_final_model
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    summary = {"bit_depth": 8, "taxonomy": "study", "least_class_dropped": "heart_pacemaker_placement",
+               "dropped_categories": {"heart_pacemaker_placement": 7}}
+    path = save_final_model(model, tmp_path, config={"backbone": "resnet50", "image_size": 32}, categories=["a", "b"],
+                            summary=summary, metrics={"test_auc": 0.5}, search_name="unit")
+    card = json.loads(path.with_name("model.json").read_text())
+    assert card["least_class_dropped"] == "heart_pacemaker_placement"
+    assert card["dropped_categories"] == {"heart_pacemaker_placement": 7}
