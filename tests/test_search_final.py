@@ -262,3 +262,18 @@ def test_report_test_scores_each_fold_model_and_trials_saved_out_of_fold_predict
     front = pd.read_csv(search_dir / "pareto.csv", dtype={"config_id": str})
     assert (front["auc_ci_low"] <= front["oof_auc"]).all() and (front["oof_auc"] <= front["auc_ci_high"]).all()
     assert front["p_vs_best"].between(0, 1).all() and front.loc[front["on_front"], "tie_group"].min() == 1
+
+
+def test_the_model_card_names_the_category_prepare_dropped(tmp_path):
+    import keras
+
+    from search.final import save_final_model
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    summary = {"bit_depth": 8, "taxonomy": "study", "least_class_dropped": "heart_pacemaker_placement",
+               "dropped_categories": {"heart_pacemaker_placement": 7}}
+    path = save_final_model(model, tmp_path, config={"backbone": "resnet50", "image_size": 32}, categories=["a", "b"],
+                            summary=summary, metrics={"test_auc": 0.5}, search_name="unit")
+    card = json.loads(path.with_name("model.json").read_text())
+    assert card["least_class_dropped"] == "heart_pacemaker_placement"
+    assert card["dropped_categories"] == {"heart_pacemaker_placement": 7}
