@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "search.cli_search",
     "search.cli_results",
     "search.cli_demo",
+    "search.cli_outbox",
 )
 
 USER_ERRORS = (DataError, SpaceError, TrainableConfigError, WeightsError, SearchError)
