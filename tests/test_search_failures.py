@@ -93,8 +93,10 @@ def start_mlflow_server(store: Path, port: int, log: Path) -> subprocess.Popen:
 def stop(server: subprocess.Popen) -> None:
     import signal
 
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGKILL)  # gone at once, as a crashed or rebooted server is
+    try:
+        os.killpg(server.pid, signal.SIGKILL)  # the whole group (uvicorn, job runners): gone at once, as in a crash
+    except ProcessLookupError:
+        pass
     server.wait()
 
 
