@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "search.cli_results",
     "search.cli_demo",
     "search.cli_evaluate",
+    "search.cli_outbox",
 )
 
 USER_ERRORS = (DataError, SpaceError, TrainableConfigError, WeightsError, SearchError)

@@ -160,7 +160,9 @@ def _build_callback_class():
                 self._runs = read_runs(Path(self.search_dir))
                 if self._runs is None:
                     raise SearchError(f"{self.search_dir}/{RUNS_FILE} is missing: open tracking first")
-                self._client = MlflowClient(self._runs["tracking_uri"])
+                from search.tracking_outbox import OutboxClient  # a server gone away costs no training
+
+                self._client = OutboxClient(MlflowClient(self._runs["tracking_uri"]), Path(self.search_dir))
                 self._load_existing_runs()
             return self._client
 

@@ -98,6 +98,16 @@ def stop_reason(status: str, epochs_done: int, epochs_planned: int | None, sched
     return scheduler_reason or f"stopped early by the scheduler after {epochs_done} epochs"
 
 
+def last_error_line(trial) -> str:
+    """The last line of a trial's error (Tune keeps its traceback in error.txt), at most 250 characters."""
+    path = getattr(trial, "error_file", None)
+    if path and Path(path).is_file():
+        lines = [line for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
+        if lines:
+            return lines[-1].strip()[:250]
+    return "error (see the trial's error.txt)"
+
+
 def trial_row(trial, scheduler_reasons: dict[str, str] | None = None,
               epoch_times: list[dict] | None = None) -> dict[str, Any]:
     """One trials.csv row from a Tune Trial object (its config, status, last result, failures).
@@ -121,6 +131,7 @@ def trial_row(trial, scheduler_reasons: dict[str, str] | None = None,
         "stop_reason": stop_reason(trial.status, epochs_done, int(planned) if planned else None, reason),
         "epochs_done": epochs_done,
         "failures": int(trial.num_failures),
+        "error": last_error_line(trial) if trial.status == "ERROR" else "",
         "steady_epoch_time_s": steady_epoch_time_s(history),
         "cpus": float(trial.placement_group_factory.required_resources.get("CPU", 0.0)),
         "time_total_s": float(last.get("time_total_s", math.nan)),
