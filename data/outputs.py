@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 
 from data.conversion import ConversionSettings, convert_one
-from data.labels import Taxonomy, drop_rare_categories
 from data.demographics import DEMOGRAPHIC_COLUMNS
+from data.labels import Taxonomy, drop_rare_categories
 from data.manifest import manifest_columns, write_csv_atomic, write_json_atomic, write_text_atomic
 from data.privacy import patient_key
 
