@@ -195,3 +195,25 @@ def test_train_final_hook_evaluates_the_test_part_and_logs_to_the_final_run(eval
     logged = json.loads((tmp_path / "model" / "model.json").read_text())
     assert set(logged["clinical"]["thresholds"]) == set(CATEGORIES)
     assert clinical_evaluation(outcome, results, {}, n_bootstrap=20).startswith("clinical evaluation skipped")
+
+
+def test_thresholds_come_from_given_validation_predictions(evaluated, tmp_path, capsys):
+    """--val-predictions (a search's out-of-fold predictions) decides the thresholds; unknown ids are refused."""
+    root, model_path = evaluated
+    manifest = pd.read_csv(root / "prepared" / "manifest.csv", dtype={"image_id": str})
+    cv = manifest[manifest["split"] == "cv"]
+    predictions = cv[["image_id", *CATEGORIES]].astype({category: float for category in CATEGORIES})
+    predictions.to_csv(tmp_path / "oof.csv", index=False)  # probability = label: perfect separation at 1.0
+    assert main(["evaluate", str(model_path), "--data", str(root / "prepared"), "--val-predictions",
+                 str(tmp_path / "oof.csv"), "--no-save", "--bootstrap", "10", "--out", str(tmp_path / "out")]) == 0
+    body = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert {category: points["youden"] for category, points in body["thresholds"].items()} == dict.fromkeys(CATEGORIES, 1.0)
+    assert body["notes"][0].startswith(f"thresholds and temperatures chosen on {len(cv)} given validation predictions")
+    saved = json.loads(model_path.with_suffix(".json").read_text())["clinical"]["thresholds"]
+    assert saved != body["thresholds"]  # --no-save left the model's own thresholds alone
+
+    predictions.assign(image_id="not-an-image").to_csv(tmp_path / "bad.csv", index=False)
+    capsys.readouterr()
+    assert main(["evaluate", str(model_path), "--data", str(root / "prepared"), "--val-predictions",
+                 str(tmp_path / "bad.csv")]) == 2
+    assert "not in --data (first: not-an-image)" in capsys.readouterr().err
