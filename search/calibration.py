@@ -111,7 +111,8 @@ def reliability_diagram(y_true, curves: dict[str, np.ndarray], categories: list[
         axis.set(title=categories[index], xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted probability",
                  ylabel="observed positive rate")
         axis.title.set_fontsize(9)
-        axis.legend(fontsize=7, loc="upper left")
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=7, loc="upper left")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)

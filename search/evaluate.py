@@ -81,7 +81,7 @@ def evaluate_model(model_path, data_path, *, split: str = "test", out_dir=None, 
     """Evaluate, write OUT (default MODEL_DIR/evaluation), update model.json; see the module docstring."""
     from data.manifest import load_prepared
     from search.evaluation_report import evaluate_predictions, write_evaluation
-    from search.external import check_mapping, external_rows, load_mapping, mapped_labels
+    from search.external import external_rows, mapped_labels
     from search.model_card import write_model_card
 
     check_options(split=split, specificities=specificities, gap=gap, n_bootstrap=n_bootstrap,
@@ -90,15 +90,7 @@ def evaluate_model(model_path, data_path, *, split: str = "test", out_dir=None, 
     prepared = load_prepared(data_path)
     model_categories = list(sidecar["categories"])
     data_taxonomy = prepared.summary.get("taxonomy")
-    if mapping is not None:
-        pairs = check_mapping(load_mapping(mapping), model_categories, prepared.categories,
-                              model_taxonomy=sidecar.get("taxonomy"), data_taxonomy=data_taxonomy)
-    else:
-        missing = [c for c in model_categories if c not in prepared.categories]
-        if missing:
-            raise SearchError(f"--data {prepared.root} lacks the model's categories {', '.join(missing)}; "
-                              "for data with another taxonomy pass --mapping FILE (or study-nih / nih-study)")
-        pairs = {c: [c] for c in model_categories}
+    pairs = category_pairs(sidecar, prepared, mapping)
     categories = list(pairs)
     manifest = prepared.manifest
     evaluated = np.ones(len(manifest), bool) if split == "all" else (manifest["split"] == "test").to_numpy()
@@ -142,6 +134,21 @@ def evaluate_model(model_path, data_path, *, split: str = "test", out_dir=None, 
     card = write_model_card(out_dir / "model_card.md", sidecar=sidecar, evaluation=evaluation, prepared=prepared,
                             search_dir=search_dir or _guess_search_dir(Path(model_path), sidecar))
     return EvaluationOutcome(evaluation, out_dir, paths, card)
+
+
+def category_pairs(sidecar: dict, prepared, mapping) -> dict[str, list[str]]:
+    """{model category: [data categories]}: the mapping's, else each category to itself."""
+    from search.external import check_mapping, load_mapping
+
+    model_categories = list(sidecar["categories"])
+    if mapping is not None:
+        return check_mapping(load_mapping(mapping), model_categories, prepared.categories,
+                             model_taxonomy=sidecar.get("taxonomy"), data_taxonomy=prepared.summary.get("taxonomy"))
+    missing = [c for c in model_categories if c not in prepared.categories]
+    if missing:
+        raise SearchError(f"--data {prepared.root} lacks the model's categories {', '.join(missing)}; "
+                          "for data with another taxonomy pass --mapping FILE (or study-nih / nih-study)")
+    return {c: [c] for c in model_categories}
 
 
 def _validation_plan(prepared, sidecar, val_predictions, val_fold, *, external, categories):

@@ -15,10 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from search.calibration import apply_temperatures, calibration_rows, fit_temperatures, reliability_diagram
+from search.calibration import (LOG_T_BOUNDS, apply_temperatures, calibration_rows, fit_temperatures,
+                                reliability_diagram)
 from search.clinical_metrics import discrimination
 from search.operating_points import DEFAULT_SPECIFICITIES, choose_thresholds, operating_point_rows
 from search.subgroups import DEFAULT_GAP, flagged_gaps, subgroup_rows
+
+LOWEST_T, HIGHEST_T = float(np.exp(LOG_T_BOUNDS[0])), float(np.exp(LOG_T_BOUNDS[1]))
 
 
 @dataclass
@@ -70,6 +73,10 @@ def evaluate_predictions(y_true, y_prob, categories: list[str], manifest: pd.Dat
         if not has_validation:
             raise ValueError("temperature scaling needs validation predictions")
         temperatures = dict(zip(categories, map(float, fit_temperatures(val_true, val_prob))))
+        at_bound = [c for c, t in temperatures.items() if not 1.01 * LOWEST_T < t < 0.99 * HIGHEST_T]
+        if at_bound:
+            notes.append(f"temperature at its search bound for {', '.join(at_bound)} (validation predictions "
+                         "perfectly separated or saturated): those calibrated probabilities are not to be trusted")
     scale = np.array([(temperatures or {}).get(category, 1.0) for category in categories])
     calibrated = apply_temperatures(y_prob, scale) if temperatures else y_prob
     if has_validation:
