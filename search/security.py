@@ -125,6 +125,22 @@ def check_tracking_access(tracking_uri: str, *, allow_unauthenticated: bool = Fa
     return "authenticated"
 
 
+# Ray Tune copies these from the driver's environment into every trial's runtime_env (for S3 storage), and
+# Ray's runtime-environment agent writes each runtime_env, values included, to runtime_env_agent.log on every
+# node (found by the planted-secret test; ray/tune/execution/class_cache.py).
+TUNE_COPIED_SECRETS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+
+
+def refuse_secrets_tune_would_log() -> None:
+    """Cloud keys in the driver's environment would end up, in clear, in Ray's logs on every node."""
+    found = [name for name in TUNE_COPIED_SECRETS if os.environ.get(name)]
+    if found:
+        raise SearchError(f"{', '.join(found)} is set in the driver's environment: Ray Tune copies it into every "
+                          "trial's runtime environment, which Ray writes in clear to its logs on every node. Unset "
+                          "it; give nodes their cloud rights by instance profile or workload identity, or a "
+                          "credentials file on each node (AWS_PROFILE, ~/.aws/credentials) (docs/security.md)")
+
+
 def ray_token_auth_enabled() -> bool | None:
     """Whether this Ray driver uses token authentication (None when this Ray cannot tell)."""
     try:

@@ -121,6 +121,19 @@ def test_an_unreachable_server_is_left_to_the_reachability_check():
     assert check_tracking_access(f"http://127.0.0.1:{port}") == "unreachable"
 
 
+def test_cloud_keys_tune_would_copy_into_ray_logs_are_refused(monkeypatch):
+    from search.security import TUNE_COPIED_SECRETS, refuse_secrets_tune_would_log
+
+    for name in TUNE_COPIED_SECRETS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")  # an identifier alone opens nothing
+    refuse_secrets_tune_would_log()
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "session-token-not-printed")
+    with pytest.raises(SearchError, match="AWS_SESSION_TOKEN is set.*runtime environment.*instance profile") as caught:
+        refuse_secrets_tune_would_log()
+    assert "not-printed" not in str(caught.value)
+
+
 def test_the_cli_takes_the_flag(tmp_path, capsys):
     from search.cli import main
 
@@ -218,6 +231,11 @@ def search_with_planted_secrets(out_dir, ray_dir, uri: str):
                       out_dir={str(out_dir)!r}, n_folds=2, scheduler="fifo", trainable=scripted.scripted_fold,
                       tracking_uri={uri!r}, progress_interval_s=0)
         result = {{"ray_auth_mode": os.environ.get("RAY_AUTH_MODE")}}
+        try:  # Tune would copy the cloud key into each trial's runtime_env, which Ray logs: refused
+            run_search(name="cloudkey", **common)
+        except SearchError as error:
+            result["cloudkey"] = str(error)
+        del os.environ["AWS_SECRET_ACCESS_KEY"]  # the driver's only; Ray's processes keep it, inherited
         os.environ["MLFLOW_TRACKING_PASSWORD"] = "wrong-password-0000"
         try:
             run_search(name="wrong", **common)
@@ -261,6 +279,7 @@ def test_a_search_logs_to_a_basic_auth_server_and_leaks_no_secret(basic_auth_ser
     try:
         result, printed = search_with_planted_secrets(out_dir, ray_dir, uri)
         assert result["ray_auth_mode"] == "token" and "without token authentication" not in printed
+        assert result["cloudkey"].startswith("AWS_SECRET_ACCESS_KEY is set in the driver's environment")
         assert "refused the driver's credentials" in result["wrong"] and "wrong-password" not in result["wrong"]
         assert not (out_dir / "wrong" / "search.json").exists()
         if by_name:
