@@ -114,11 +114,13 @@ def test_a_refused_host_header_names_the_mlflow_flag(no_mlflow_credentials):
             check_tracking_access(f"http://{HOST_NAME}:{port}")
 
 
-def test_an_unreachable_server_is_left_to_the_reachability_check():
+def test_an_unreachable_server_is_left_to_the_reachability_check(no_mlflow_credentials):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     assert check_tracking_access(f"http://127.0.0.1:{port}") == "unreachable"
+    with fake_tracking_server(host_name_address(), 404, b"Not Found") as port:  # not MLflow's API at all
+        assert check_tracking_access(f"http://{HOST_NAME}:{port}") == "unreachable"
 
 
 def test_cloud_keys_tune_would_copy_into_ray_logs_are_refused(monkeypatch):
