@@ -129,8 +129,9 @@ def check_paths(named_paths: dict[str, str], storage: str | None = None) -> int:
 def preflight(*, data_handle, weights_dir: str | None, tracking_uri: str, storage: str | None,
               allow_unauthenticated_tracking: bool = False) -> int:
     """All checks before trials start; returns the number of nodes. Raises SearchError on the first problem."""
-    from search.security import check_tracking_access, warn_if_ray_unauthenticated
+    from search.security import check_tracking_access, refuse_secrets_tune_would_log, warn_if_ray_unauthenticated
 
+    refuse_secrets_tune_would_log()
     n_nodes = max(1, len(alive_nodes()))
     warn_if_ray_unauthenticated()
     check_tracking_access(tracking_uri, allow_unauthenticated=allow_unauthenticated_tracking)

@@ -68,7 +68,9 @@ def probe_without_credentials(tracking_uri: str) -> tuple[int, str] | None:
     url = tracking_uri.rstrip("/") + PROBE_PATH
     session = requests.Session()
     session.trust_env = False  # no ~/.netrc credentials; proxies from the environment are still honoured
-    verify = MLFLOW_TRACKING_SERVER_CERT_PATH.get() or not MLFLOW_TRACKING_INSECURE_TLS.get()
+    # the CA bundle MLflow's own client would use (trust_env off drops requests' reading of these variables)
+    verify = (MLFLOW_TRACKING_SERVER_CERT_PATH.get() or os.environ.get("REQUESTS_CA_BUNDLE")
+              or os.environ.get("CURL_CA_BUNDLE") or True) if not MLFLOW_TRACKING_INSECURE_TLS.get() else False
     try:
         response = session.get(url, timeout=PROBE_TIMEOUT_S, allow_redirects=False, verify=verify,
                                proxies=requests.utils.get_environ_proxies(url))
@@ -90,7 +92,8 @@ def _answers_openly(status: int, body: str) -> bool:
 
 def check_tracking_access(tracking_uri: str, *, allow_unauthenticated: bool = False) -> str:
     """Refuse an open tracking server that other machines can reach; returns what was found:
-    "local" (not an HTTP server), "loopback", "open" (allowed), "authenticated" or "unreachable".
+    "local" (not an HTTP server), "loopback", "open" (allowed), "authenticated" (a 401/403, a redirect or a
+    login page), or "unreachable" (no answer, or not the MLflow API's: left to check_tracking).
     """
     refuse_credentials_in_uri(tracking_uri)
     if not tracking_uri.startswith(("http://", "https://")):
@@ -115,6 +118,8 @@ def check_tracking_access(tracking_uri: str, *, allow_unauthenticated: bool = Fa
                               f"authenticating proxy (docs/security.md), or pass {ALLOW_FLAG} to accept the risk")
         print(f"warning: {risk} ({ALLOW_FLAG} given)", flush=True)
         return "open"
+    if not (status in (401, 403) or 200 <= status < 400):
+        return "unreachable"  # not an MLflow API answer (404, 5xx): check_tracking reports it
     if not client_has_credentials(tracking_uri):
         raise SearchError(f"the MLflow tracking server {tracking_uri} asks for credentials (HTTP {status}): set "
                           f"{CREDENTIAL_VARIABLES} in the driver's environment, or write them to "
@@ -123,6 +128,22 @@ def check_tracking_access(tracking_uri: str, *, allow_unauthenticated: bool = Fa
         print(f"note: credentials for {parts.netloc} travel unencrypted over http://; use https:// unless "
               "this network is private to the cluster (docs/security.md)", flush=True)
     return "authenticated"
+
+
+# Ray Tune copies these from the driver's environment into every trial's runtime_env (for S3 storage), and
+# Ray's runtime-environment agent writes each runtime_env, values included, to runtime_env_agent.log on every
+# node (found by the planted-secret test; ray/tune/execution/class_cache.py).
+TUNE_COPIED_SECRETS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+
+
+def refuse_secrets_tune_would_log() -> None:
+    """Cloud keys in the driver's environment would end up, in clear, in Ray's logs on every node."""
+    found = [name for name in TUNE_COPIED_SECRETS if os.environ.get(name)]
+    if found:
+        raise SearchError(f"{', '.join(found)} is set in the driver's environment: Ray Tune copies it into every "
+                          "trial's runtime environment, which Ray writes in clear to its logs on every node. Unset "
+                          "it; give nodes their cloud rights by instance profile or workload identity, or a "
+                          "credentials file on each node (AWS_PROFILE, ~/.aws/credentials) (docs/security.md)")
 
 
 def ray_token_auth_enabled() -> bool | None:

@@ -8,14 +8,27 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
+import shutil
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
 import threading
+import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
+import requests
 
 from search.errors import SearchError
-from search.security import check_tracking_access, is_loopback_host, refuse_credentials_in_uri
+from search.security import (PROBE_PATH, TUNE_COPIED_SECRETS, check_tracking_access, is_loopback_host,
+                             refuse_credentials_in_uri, refuse_secrets_tune_would_log)
+from test_examples_security import EXAMPLES
+from test_search_tuner import migrated_store, mlflow_runs
 
 HOST_NAME = socket.gethostname()
 OPEN_BODY = json.dumps({"experiments": [{"experiment_id": "0", "name": "Default"}]}).encode()
@@ -114,11 +127,24 @@ def test_a_refused_host_header_names_the_mlflow_flag(no_mlflow_credentials):
             check_tracking_access(f"http://{HOST_NAME}:{port}")
 
 
-def test_an_unreachable_server_is_left_to_the_reachability_check():
+def test_an_unreachable_server_is_left_to_the_reachability_check(no_mlflow_credentials):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     assert check_tracking_access(f"http://127.0.0.1:{port}") == "unreachable"
+    with fake_tracking_server(host_name_address(), 404, b"Not Found") as port:  # not MLflow's API at all
+        assert check_tracking_access(f"http://{HOST_NAME}:{port}") == "unreachable"
+
+
+def test_cloud_keys_tune_would_copy_into_ray_logs_are_refused(monkeypatch):
+    for name in TUNE_COPIED_SECRETS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")  # an identifier alone opens nothing
+    refuse_secrets_tune_would_log()
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "session-token-not-printed")
+    with pytest.raises(SearchError, match="AWS_SESSION_TOKEN is set.*runtime environment.*instance profile") as caught:
+        refuse_secrets_tune_would_log()
+    assert "not-printed" not in str(caught.value)
 
 
 def test_the_cli_takes_the_flag(tmp_path, capsys):
@@ -141,17 +167,6 @@ SEARCH_TIMEOUT_S = 400
 def basic_auth_server(tmp_path):
     """`mlflow server --app-name basic-auth` on 127.0.0.1 with examples/mlflow-basic-auth.ini (its user store
     moved into tmp_path) and the admin password from the environment; yields (port, server folder)."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    import requests
-
-    from test_examples_security import EXAMPLES
-    from test_search_tuner import migrated_store
-
     folder = tmp_path / "server"
     folder.mkdir()
     ini = (EXAMPLES / "mlflow-basic-auth.ini").read_text().replace(
@@ -197,12 +212,6 @@ def basic_auth_server(tmp_path):
 def search_with_planted_secrets(out_dir, ray_dir, uri: str):
     """A 2-trial scripted search in its own process and its own local Ray (temp dir `ray_dir`), with the
     planted secrets in the environment that the driver and, through Ray, every worker inherit."""
-    import os
-    import subprocess
-    import sys
-    import textwrap
-    from pathlib import Path
-
     tests_dir = Path(__file__).resolve().parent
     script = textwrap.dedent(f"""
         import json, os, sys
@@ -218,6 +227,11 @@ def search_with_planted_secrets(out_dir, ray_dir, uri: str):
                       out_dir={str(out_dir)!r}, n_folds=2, scheduler="fifo", trainable=scripted.scripted_fold,
                       tracking_uri={uri!r}, progress_interval_s=0)
         result = {{"ray_auth_mode": os.environ.get("RAY_AUTH_MODE")}}
+        try:  # Tune would copy the cloud key into each trial's runtime_env, which Ray logs: refused
+            run_search(name="cloudkey", **common)
+        except SearchError as error:
+            result["cloudkey"] = str(error)
+        del os.environ["AWS_SECRET_ACCESS_KEY"]  # the driver's only; Ray's processes keep it, inherited
         os.environ["MLFLOW_TRACKING_PASSWORD"] = "wrong-password-0000"
         try:
             run_search(name="wrong", **common)
@@ -240,14 +254,6 @@ def search_with_planted_secrets(out_dir, ray_dir, uri: str):
 
 @pytest.mark.slow
 def test_a_search_logs_to_a_basic_auth_server_and_leaks_no_secret(basic_auth_server, tmp_path, monkeypatch):
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    import requests
-
-    from search.security import PROBE_PATH
-
     port, server_folder = basic_auth_server
     # the host name, when it points at this machine's loopback, makes the URI a non-loopback one
     by_name = host_name_address().startswith("127.")
@@ -261,6 +267,7 @@ def test_a_search_logs_to_a_basic_auth_server_and_leaks_no_secret(basic_auth_ser
     try:
         result, printed = search_with_planted_secrets(out_dir, ray_dir, uri)
         assert result["ray_auth_mode"] == "token" and "without token authentication" not in printed
+        assert result["cloudkey"].startswith("AWS_SECRET_ACCESS_KEY is set in the driver's environment")
         assert "refused the driver's credentials" in result["wrong"] and "wrong-password" not in result["wrong"]
         assert not (out_dir / "wrong" / "search.json").exists()
         if by_name:
@@ -268,8 +275,6 @@ def test_a_search_logs_to_a_basic_auth_server_and_leaks_no_secret(basic_auth_ser
 
         monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
         monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PLANTED["MLFLOW_TRACKING_PASSWORD"])
-        from test_search_tuner import mlflow_runs
-
         client, runs = mlflow_runs(uri, "secure")
         assert len(runs) == 1 + 1 + 2 and {run.info.status for run in runs} == {"FINISHED"}
         logged = [text for run in runs for text in (*run.data.params.values(), *run.data.tags.values())]
