@@ -103,6 +103,13 @@ class FoldAwareDecisions:
         self.reasons: dict[str, str] = {}  # "<config_id>/<fold>" -> why it was stopped
         self.records = 0  # values recorded so far: a change tells the scheduler to save its state
 
+    def __setstate__(self, state: dict) -> None:
+        if "signs" not in state:  # saved before multi-objective support: one float per fold, one sign
+            state["signs"] = (state["sign"],)
+            state["values"] = {rung: {config: {fold: (value,) for fold, value in folds.items()}
+                                      for config, folds in configs.items()} for rung, configs in state["values"].items()}
+        self.__dict__.update(state)
+
     def config_vector(self, rung: int, config_id: str) -> tuple:
         """Mean over the config's folds at the rung of each (signed) objective."""
         folds = list(self.values[rung].get(config_id, {}).values())

@@ -250,6 +250,9 @@ def test_report_test_scores_each_fold_model_and_trials_saved_out_of_fold_predict
     runs = json.loads((search_dir / "mlflow_runs.json").read_text())
     logged = {a.path for a in MlflowClient(runs["tracking_uri"]).list_artifacts(runs["parent_run_id"], "report")}
     assert "report/test_table.csv" in logged
+    fold_run = runs["trials"][f"{config_id}/1"]
+    assert [a.path for a in MlflowClient(runs["tracking_uri"]).list_artifacts(fold_run, "predictions")] == [
+        "predictions/val_predictions.npz"]
 
     # Out-of-fold predictions: every cv image once, from the model that did not train on it.
     oof = load_oof_predictions(search_dir, config_id)

@@ -263,3 +263,13 @@ def test_search_refuses_objectives_it_cannot_follow_in_one_line(tmp_path, capsys
                  "--objectives", objectives]) == 2
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1
+
+
+def test_decisions_saved_before_multi_objective_support_still_load():
+    decisions = FoldAwareDecisions([1], reduction_factor=2, sign=1.0)
+    old = {key: value for key, value in decisions.__dict__.items() if key != "signs"}
+    old["values"] = {1: {"a": {0: 0.7}}}  # one float per fold, as older versions pickled it
+    restored = FoldAwareDecisions.__new__(FoldAwareDecisions)
+    restored.__setstate__(old)
+    assert restored.config_value(1, "a") == pytest.approx(0.7)
+    assert restored.on_result("b", 0, 1, 0.5)  # judged against the old record
