@@ -29,6 +29,7 @@ FALLBACK_PERCENTILES = (0.5, 99.5)
 # values to well under one grey level of 8 bits, at 1/16 of the cost.
 PERCENTILE_STRIDE = 4
 JPEG_EXTENDED_12BIT = "1.2.840.10008.1.2.4.51"
+FLOAT32_LIMIT = 1e38  # header numbers at or beyond this (or not finite) cannot be used on float32 pixels
 
 # Code String (CS) values are copied into outputs only when they are one of the standard's defined terms:
 # anything else may be free text typed at the modality (a name, an accession number). PS3.5 6.2: CS is
@@ -168,10 +169,25 @@ def display_image(stored: np.ndarray, dataset, facts: dict[str, Any]) -> np.ndar
     """Modality LUT -> VOI -> MONOCHROME1 inversion; returns float32 in [0, 1] and records the VOI used."""
     from pydicom.pixels import apply_modality_lut
 
-    with quiet_pydicom():
-        # A fresh float32 array, owned here: the VOI steps below work in place on it (the image is
-        # ~15 MB at 2000 x 2000, so every temporary saved is ~5 ms per file).
-        values = np.array(apply_modality_lut(stored, dataset), dtype=np.float32, copy=True)
+    with quiet_pydicom(), np.errstate(over="ignore", invalid="ignore"):  # checked below, once
+        image = _display_values(apply_modality_lut, stored, dataset, facts)
+    if not np.isfinite(image).all():
+        # e.g. RescaleSlope 1e308: values beyond float32, so no window can show them; never written as 0s.
+        raise UnusableImageError("", "pixel values are not finite after Rescale Slope/Intercept and the VOI; "
+                                     "accepted: finite rescale and window values")
+    # MONOCHROME1 means "high values are dark". A PresentationLUTShape of INVERSE is the standard's
+    # companion of MONOCHROME1 (DX IOD), not a second inversion, so it is not applied again.
+    if facts["photometric"] == "MONOCHROME1":
+        np.subtract(np.float32(1.0), image, out=image)
+    facts["inverted"] = facts["photometric"] == "MONOCHROME1"
+    return image
+
+
+def _display_values(apply_modality_lut, stored: np.ndarray, dataset, facts: dict[str, Any]) -> np.ndarray:
+    """Modality LUT and VOI, clipped to [0, 1] (float32; NaN where the header's numbers overflow)."""
+    # A fresh float32 array, owned here: the VOI steps below work in place on it (the image is
+    # ~15 MB at 2000 x 2000, so every temporary saved is ~5 ms per file).
+    values = np.array(apply_modality_lut(stored, dataset), dtype=np.float32, copy=True)
     if "VOILUTSequence" in dataset and len(dataset.VOILUTSequence) > 0:
         image = _apply_voi_lut_sequence(values, dataset)
         facts["voi"] = "voi_lut_sequence"
@@ -181,13 +197,7 @@ def display_image(stored: np.ndarray, dataset, facts: dict[str, Any]) -> np.ndar
     else:
         image = _apply_percentile_window(values)
         facts["voi"] = "percentile"
-    # MONOCHROME1 means "high values are dark". A PresentationLUTShape of INVERSE is the standard's
-    # companion of MONOCHROME1 (DX IOD), not a second inversion, so it is not applied again.
-    image = np.clip(image, 0.0, 1.0, out=image if image.dtype == np.float32 else None).astype(np.float32, copy=False)
-    if facts["photometric"] == "MONOCHROME1":
-        np.subtract(np.float32(1.0), image, out=image)
-    facts["inverted"] = facts["photometric"] == "MONOCHROME1"
-    return image
+    return np.clip(image, 0.0, 1.0, out=image if image.dtype == np.float32 else None).astype(np.float32, copy=False)
 
 
 def _set_missing_transfer_syntax(dataset) -> None:
@@ -243,9 +253,11 @@ def _first_number(value) -> float | None:
     if value is None or value == "":
         return None
     try:
-        return float(value[0]) if hasattr(value, "__len__") and not isinstance(value, str) else float(value)
+        number = float(value[0]) if hasattr(value, "__len__") and not isinstance(value, str) else float(value)
     except (TypeError, ValueError, IndexError):
         return None
+    # A window beyond float32 (the image's type) cannot be applied: treated as absent (percentiles).
+    return number if abs(number) < FLOAT32_LIMIT else None
 
 
 def _apply_voi_lut_sequence(values: np.ndarray, dataset) -> np.ndarray:

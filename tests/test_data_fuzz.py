@@ -135,3 +135,19 @@ def summary_settings(out: Path):
 
     return Recorded()
 
+
+
+def test_header_numbers_beyond_float32_never_become_a_silent_black_image(shared_data, tmp_path):
+    import pydicom
+
+    from data.dicom import UnusableImageError, read_radiograph
+
+    dataset = pydicom.dcmread(shared_data / "dicom" / "highdicom_dx_image.dcm")
+    dataset.WindowCenter, dataset.WindowWidth = "1e308", "1e308"  # unusable window: percentiles instead
+    dataset.save_as(tmp_path / "window.dcm")
+    image, facts = read_radiograph(tmp_path / "window.dcm")
+    assert facts["voi"] == "percentile" and np.isfinite(image).all() and image.max() > 0.5
+    dataset.RescaleSlope, dataset.RescaleIntercept = "1e308", "0"
+    dataset.save_as(tmp_path / "slope.dcm")
+    with pytest.raises(UnusableImageError, match="not finite"):
+        read_radiograph(tmp_path / "slope.dcm")

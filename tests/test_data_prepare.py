@@ -495,7 +495,8 @@ def kill_worker_on_first_file(task, settings, images_dir):
     """A conversion whose process dies (SIGKILL, as the out-of-memory killer does) on one file."""
     import signal
 
-    if task.source_path == os.environ.get("TEST_KILL_WORKER_ON"):
+    marker = Path(images_dir).parent / "kill-worker-on.txt"  # a file: a forkserver worker sees no later env
+    if marker.is_file() and task.source_path == marker.read_text():
         os.kill(os.getpid(), signal.SIGKILL)
     return REAL_CONVERT_ONE(task, settings, images_dir)
 
@@ -506,9 +507,10 @@ def test_a_file_that_kills_its_worker_is_rejected_and_the_run_goes_on(synthetic_
     # A radiograph that would be accepted (not the synthetic CT outlier), so its conversion is attempted.
     killer = [path.relative_to(synthetic_hospital).as_posix() for path in sorted(synthetic_hospital.rglob("*.dcm"))
               if pydicom.dcmread(path, stop_before_pixels=True).Modality != "CT"][3:]
-    monkeypatch.setenv("TEST_KILL_WORKER_ON", killer[0])  # forked workers inherit it
     monkeypatch.setattr(conversion, "convert_one", kill_worker_on_first_file)
     out = tmp_path / "out"
+    out.mkdir()
+    (out / "kill-worker-on.txt").write_text(killer[0])
     summary = prepare_hospital(synthetic_hospital, synthetic_hospital / "labels.csv", out, image_size=32,
                                salt=SALT, workers=2, progress=False)
     rejects = pd.read_csv(out / "rejects.csv").set_index("source_path")["reason"]
