@@ -82,8 +82,12 @@ def model_card_text(*, sidecar: dict, evaluation, prepared, search_dir: Path | N
              f"Multi-label triage support on frontal chest radiographs: one probability per category "
              f"({', '.join(sidecar.get('categories', []))}). A second reader for a clinician, not a diagnosis; not "
              "for paediatric, lateral or non-radiograph images, nor for populations unlike the training data below.",
-             "", "## Training data", ""]
-    lines += _training_data(prepared, list(sidecar.get("categories", [])))
+             ""]
+    if evaluation.external:  # another source: its counts describe the external set, not the training data
+        lines += ["## External data", "", "Training data: see the model card of the internal evaluation.", ""]
+        lines += _training_data(prepared, prepared.categories)
+    else:
+        lines += ["## Training data", ""] + _training_data(prepared, list(sidecar.get("categories", [])))
     lines += ["## How it was chosen", ""] + _search_section(sidecar, search_dir)
     lines += ["## Discrimination", "",
               f"Evaluated on {settings['evaluated_images']} images of {settings['evaluated_patients']} patients "

@@ -136,3 +136,28 @@ def test_evaluate_refuses_bad_input_in_one_line(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "m.keras"), "--data", str(tmp_path), "--specificity", "high"]) == 2
     error = capsys.readouterr().err
     assert "--specificity 'high'" in error and error.count("\n") == 1
+
+
+def test_built_in_study_nih_mapping_both_ways_and_mapped_labels():
+    from search.errors import SearchError
+    from search.external import check_mapping, load_mapping, mapped_labels
+
+    forward = load_mapping("study-nih")
+    assert (forward["from"], forward["to"]) == ("study", "nih")
+    assert forward["categories"]["cardiac_hypertrophy"] == ["Cardiomegaly"]
+    assert forward["categories"]["abnormal_lung_field"] == ["Nodule", "Mass", "Fibrosis"]
+    backward = load_mapping("nih-study")
+    assert (backward["from"], backward["to"]) == ("nih", "study")
+    assert backward["categories"]["Mass"] == ["abnormal_lung_field"]
+    assert backward["categories"]["Pleural_Thickening"] == ["intercostal_pleural_thickening"]
+
+    nih = ["Cardiomegaly", "Mass", "Nodule", "Fibrosis", "Pleural_Thickening"]
+    pairs = check_mapping(forward, ["cardiac_hypertrophy", "abnormal_lung_field", "intercostal_pleural_thickening",
+                                    "heart_pacemaker"], nih, model_taxonomy="study", data_taxonomy="nih")
+    labels = np.array([[1, 0, 0, 0, 0], [0, 0, 1, 0, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]])
+    assert list(pairs) == ["cardiac_hypertrophy", "intercostal_pleural_thickening", "abnormal_lung_field"]
+    np.testing.assert_array_equal(mapped_labels(labels, nih, pairs), [[1, 0, 0], [0, 0, 1], [0, 1, 0], [0, 0, 0]])
+    with pytest.raises(SearchError, match="uses taxonomy 'study'"):
+        check_mapping(forward, list(pairs), nih, model_taxonomy="study", data_taxonomy="study")
+    with pytest.raises(SearchError, match="no such file; give a YAML mapping file or one of study-nih, nih-study"):
+        load_mapping("nowhere.yaml")
