@@ -43,6 +43,13 @@ NOT_METRICS = frozenset({
 REQUIRED_COLUMNS = ("config_id", "fold")
 
 
+def mean_and_std(values) -> tuple[float, float]:
+    """Mean and sample std (ddof=1, as the study reports over folds) of the finite values; NaN when too few."""
+    finite = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
+    mean = float(finite.mean()) if finite.size else float("nan")
+    return mean, float(finite.std(ddof=1)) if finite.size > 1 else float("nan")
+
+
 def metric_columns(trials: pd.DataFrame) -> list[str]:
     """The per-trial metric columns to aggregate: every numeric `val_*` or `train_*` column."""
     return [
