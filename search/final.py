@@ -6,7 +6,9 @@ validation part of one "fold". Nothing is chosen by the test part (no early stop
 selection): the model after the config's last epoch is the one scored and saved.
 
 The model is saved as `model.keras` with `model.json` beside it: categories, image size, bit depth
-and the preprocessing mode, so that `predict` needs nothing else.
+and the preprocessing mode, so that `predict` needs nothing else. The MLflow run's `model/` artifact is
+an MLflow pyfunc model around those two files (search/mlflow_model.py), registered as `cxrtune-NAME`:
+`mlflow.pyfunc.load_model("models:/cxrtune-NAME/1").predict(...)` and `mlflow models serve` work.
 """
 from __future__ import annotations
 
@@ -203,7 +205,9 @@ def _log_and_register(outcome: FinalOutcome, results, registered_name: str, *, n
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=runs["tracking_uri"])
-    tags = {"mlflow.runName": f"final {outcome.config['config_id']}", "cxrtune.kind": "final",
+    from search.report import config_label
+
+    tags = {"mlflow.runName": f"final {config_label(outcome.config)}", "cxrtune.kind": "final",
             "cxrtune.config_id": outcome.config["config_id"]}
     if runs.get("parent_run_id"):
         tags["mlflow.parentRunId"] = runs["parent_run_id"]
@@ -214,8 +218,7 @@ def _log_and_register(outcome: FinalOutcome, results, registered_name: str, *, n
         step = int(row.get("epoch", 0))
         metrics += [Metric(key, float(row[key]), 0, step) for key in ("train_loss", "epoch_time_s") if key in row]
     client.log_batch(run_id, metrics=metrics, params=[Param(key, str(value)) for key, value in params.items()])
-    for path in (outcome.model_path, outcome.model_path.with_name(SIDECAR_FILE)):
-        client.log_artifact(run_id, str(path), artifact_path="model")
+    _log_mlflow_model(client, run_id, outcome)
     try:
         client.get_registered_model(registered_name)
     except MlflowException:
@@ -226,3 +229,20 @@ def _log_and_register(outcome: FinalOutcome, results, registered_name: str, *, n
     )
     client.set_terminated(run_id)
     outcome.run_id, outcome.registered = run_id, f"{registered_name} version {version.version}"
+
+
+def _log_mlflow_model(client, run_id: str, outcome: FinalOutcome) -> None:
+    """The run's `model/` artifact: an MLflow pyfunc model (MLmodel, signature, input example) wrapping
+    model.keras + model.json, so `mlflow.pyfunc.load_model("models:/NAME/N")` and `mlflow models serve`
+    work (search/mlflow_model.py)."""
+    from search.mlflow_model import save_pyfunc
+
+    sidecar = json.loads(outcome.model_path.with_name(SIDECAR_FILE).read_text())
+    with tempfile.TemporaryDirectory(prefix="cxrtune-mlflow-model-") as scratch:
+        final_model = Path(scratch) / "final_model"  # exactly the two files predict needs
+        final_model.mkdir()
+        for path in (outcome.model_path, outcome.model_path.with_name(SIDECAR_FILE)):
+            shutil.copy2(path, final_model / path.name)
+        saved = save_pyfunc(final_model, Path(scratch) / "model", categories=list(sidecar["categories"]),
+                            image_size=int(sidecar["image_size"]))
+        client.log_artifacts(run_id, str(saved), artifact_path="model")

@@ -177,12 +177,33 @@ def test_recipe_report_pareto_train_final_predict(recipe, capsys):
     run = client.get_run(version.run_id)
     assert run.data.tags["mlflow.parentRunId"] == runs["parent_run_id"]
     assert run.data.metrics["test_auc"] == pytest.approx(metrics["test_auc"])
-    assert sorted(a.path for a in client.list_artifacts(version.run_id, "model")) == [
-        "model/model.json", "model/model.keras"]
+    model_files = {a.path for a in client.list_artifacts(version.run_id, "model")}
+    assert {"model/MLmodel", "model/artifacts", "model/input_example.json"} <= model_files
+    assert run.info.run_name.startswith("final resnet50 ")
+
+    # The registered model is an MLflow model: pyfunc loads it by name and predicts on DICOM files,
+    # preprocessing included, with the signature's columns.
+    import mlflow.pyfunc
+
+    dicom_files = sorted((recipe / "dicom").rglob("*.dcm"))[:2]
+    mlflow.set_tracking_uri(runs["tracking_uri"])
+    try:
+        served = mlflow.pyfunc.load_model("models:/cxrtune-recipe/1")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert [c.name for c in served.metadata.get_input_schema().inputs] == ["image"]
+    answer = served.predict(pd.DataFrame({"image": [str(p) for p in dicom_files] + ["missing.dcm"]}))
+    assert list(answer.columns) == sidecar["categories"] + ["error"]
+    assert (answer["error"][:2] == "").all() and answer["error"][2] != ""
+    assert answer.iloc[:2][sidecar["categories"]].apply(lambda v: v.between(0, 1)).all().all()
+    import base64
+
+    as_bytes = base64.b64encode(dicom_files[0].read_bytes()).decode("ascii")  # what a REST client sends
+    np.testing.assert_allclose(served.predict(pd.DataFrame({"image": [as_bytes]}))[sidecar["categories"]],
+                               answer.iloc[:1][sidecar["categories"]], rtol=1e-5)
     parent_artifacts = {a.path for a in client.list_artifacts(runs["parent_run_id"])}
     assert {"report", "pareto"} <= parent_artifacts
 
-    dicom_files = sorted((recipe / "dicom").rglob("*.dcm"))[:2]
     assert main(["predict", str(model_dir / "model.keras"), *map(str, dicom_files), "--format", "csv"]) == 0
     predictions = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
     assert len(predictions) == 2 and list(predictions.columns[2:]) == sidecar["categories"]
