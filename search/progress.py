@@ -96,8 +96,11 @@ def running_lines(trials, metric: str, limit: int = MAX_RUNNING_LINES) -> list[s
     for trial in running[:limit]:
         _, fold = trial_identity(trial.config)
         planned = planned_epochs(trial)
-        line = f"      running: {describe(trial_config(trial.config))} fold {fold}  epoch {epochs_done(trial)}"
-        line += f"/{planned}" if planned else ""
+        line = f"      running: {describe(trial_config(trial.config))} fold {fold}  "
+        if epochs_done(trial) == 0:
+            line += "starting"  # building its model (and tracing its graph) before the first epoch ends
+        else:
+            line += f"epoch {epochs_done(trial)}" + (f"/{planned}" if planned else "")
         value = (trial.last_result or {}).get(metric)
         if value is not None and math.isfinite(float(value)):
             line += f"  {metric} {float(value):.3f}"
