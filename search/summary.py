@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from pathlib import Path
 
 from search.tracking import NOTE_TAG, _metrics, _tags, read_runs
@@ -26,6 +27,10 @@ def best_config_row(table):
     eligible = table[table["complete"].astype(bool)] if "complete" in table else table
     eligible = eligible.dropna(subset=["cv_val_auc_mean"])
     return None if eligible.empty else eligible.iloc[0]
+
+
+def _finite(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def search_story(table, trials) -> tuple[dict[str, float], dict[str, str]]:
@@ -46,13 +51,15 @@ def search_story(table, trials) -> tuple[dict[str, float], dict[str, str]]:
         return metrics, {"best_config": "none yet (no config has every fold done)"}
     for column, value in best.items():
         name = str(column)
-        if name.startswith("cv_") and isinstance(value, (int, float)) and math.isfinite(value):
+        if name.startswith("cv_") and _finite(value):
             key = name[3:-5] if name.endswith("_mean") else name[3:-4] + "_std" if name.endswith("_std") else None
             if key:
                 metrics[key] = float(value)
-    for name in ("trainable_params", "steady_epoch_time_s", "total_gpu_seconds"):
-        if name in best and isinstance(best[name], (int, float)) and math.isfinite(best[name]) and best[name] > 0:
-            metrics[name] = float(best[name])
+    # Cost columns of the fold table under the config runs' keys; 0 GPU-seconds (a CPU search) stays absent.
+    for column, key in (("trainable_params", "trainable_params"), ("steady_epoch_time_s", "steady_epoch_time_s"),
+                        ("total_gpu_seconds", "gpu_seconds")):
+        if column in best and _finite(best[column]) and best[column] > 0:
+            metrics[key] = float(best[column])
     from search.report import config_label
 
     return metrics, {"best_config": config_label(best), "best_config_id": str(best["config_id"])}
