@@ -58,16 +58,16 @@ def check_pretrain_inputs(args) -> None:
     from search.errors import SearchError
     from trainables.weights import get_source, imagenet_cached, imagenet_path
 
-    if not args.data.is_dir():
-        raise SearchError(f"--data {args.data}: no such folder; give a prepared NIH dataset (cxrtune prepare)")
-    load_prepared(args.data)  # DataError naming what is missing (manifest.csv, summary.json, ...)
-    if args.weights_dir.exists() and not args.weights_dir.is_dir():
-        raise SearchError(f"--weights-dir {args.weights_dir} is a file; give a folder")
     if get_source(args.source).initial_values == "imagenet" and not imagenet_cached(args.backbone):
         raise SearchError(
             f"--source {args.source} starts from ImageNet weights, which are not in the Keras cache "
             f"({imagenet_path(args.backbone)}): run `cxrtune weights --fetch-imagenet {args.backbone}` on a "
             "machine with internet (or copy the file there), or use --source chestxray8, which needs none")
+    if not args.data.is_dir():
+        raise SearchError(f"--data {args.data}: no such folder; give a prepared NIH dataset (cxrtune prepare)")
+    load_prepared(args.data)  # DataError naming what is missing (manifest.csv, summary.json, ...)
+    if args.weights_dir.exists() and not args.weights_dir.is_dir():
+        raise SearchError(f"--weights-dir {args.weights_dir} is a file; give a folder")
 
 
 def run_pretrain(args) -> int:

@@ -7,6 +7,7 @@ report -> pareto -> train-final -> predict.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -88,6 +89,38 @@ def test_choose_config_takes_the_best_complete_one_or_the_one_named():
         choose_config(table, "zz")
     with pytest.raises(SearchError, match="--config"):
         choose_config(table.assign(complete=False), None)
+
+
+def test_cli_checks_files_and_flags_before_importing_tensorflow(tmp_path):
+    """`--version`, and pretrain/predict refusing bad input in one line, in a process that never imports
+    TensorFlow (it takes seconds and prints its own start-up lines)."""
+    import os
+    import subprocess
+    import sys
+
+    script = """
+import sys
+from search.cli import main
+codes = [main(argv) for argv in (
+    ["pretrain", "--data", "nowhere", "--backbone", "resnet50", "--source", "imagenet-I+chestxray8",
+     "--weights-dir", "w"],
+    ["pretrain", "--data", "nowhere", "--backbone", "resnet50", "--source", "chestxray8", "--weights-dir", "w"],
+    ["predict", "nowhere/model.keras", "scan.dcm"],
+)]
+print("codes", codes, "tensorflow imported:", "tensorflow" in sys.modules)
+"""
+    env = dict(os.environ, KERAS_HOME=str(tmp_path / "keras"), PYTHONPATH=str(Path(__file__).parents[1]))
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert "codes [2, 2, 2] tensorflow imported: False" in done.stdout, done.stderr
+    errors = done.stderr.splitlines()
+    assert len(errors) == 3
+    assert "`cxrtune weights --fetch-imagenet resnet50`" in errors[0]
+    assert "--data nowhere: no such folder" in errors[1]
+    assert "model.keras does not exist" in errors[2]
+    version = subprocess.run([sys.executable, "-m", "search.cli", "--version"], env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert version.stdout.startswith("cxrtune ") and "tensorflow 2." in version.stdout
 
 
 # --- the study recipe, CPU-sized ---------------------------------------------------------------
