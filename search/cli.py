@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     for command in subparsers.choices.values():  # `cxrtune demo --verbose` as well as `cxrtune --verbose demo`
-        command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
+        if "--verbose" not in command._option_string_actions:  # a command may define its own
+            command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     return parser
 
 
