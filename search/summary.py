@@ -145,8 +145,9 @@ def browse_hint(tracking_uri: str, search_dir: Path) -> str:
     from search.tracking import read_runs
 
     runs = read_runs(search_dir) or {}
-    # workflowType=machine_learning: MLflow 3's UI would otherwise open on its GenAI view.
-    table = f"/#/experiments/{runs.get('experiment_id', '')}/runs?workflowType=machine_learning"
+    # workflowType=machine_learning: MLflow 3's UI would otherwise open on its GenAI view; best val_auc first.
+    table = (f"/#/experiments/{runs.get('experiment_id', '')}/runs?workflowType=machine_learning"
+             "&orderByKey=metrics.%60val_auc%60&orderByAsc=false")
     if tracking_uri.startswith("sqlite:"):
         return f"mlflow ui --backend-store-uri {tracking_uri}  then open http://127.0.0.1:5000{table}"
     return f"open {tracking_uri.rstrip('/')}{table}"
