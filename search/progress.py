@@ -123,7 +123,8 @@ def closing_summary(trials, error_line=None) -> list[str]:
             stopped.setdefault(describe(trial_config(trial.config)), []).append(
                 (trial_identity(trial.config)[1], epochs_done(trial)))
     for name, folds in sorted(stopped.items()):
-        planned_text = ", ".join(f"fold {fold} after epoch {epoch}" for fold, epoch in sorted(folds))
+        planned_text = ", ".join(f"fold {fold} " + (f"after epoch {epoch}" if epoch else "before its first epoch")
+                                 for fold, epoch in sorted(folds))
         lines.append(f"  stopped early: {name}: {planned_text}")
     for trial in trials:
         if trial.status == "ERROR":
