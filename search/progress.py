@@ -44,15 +44,21 @@ def planned_epochs(trial) -> int | None:
     return None if planned is None else int(planned)
 
 
-def count_states(trials, n_trials: int | None = None) -> dict[str, int]:
+def status_of(trial, starting=None) -> str:
+    # Tune calls on_trial_start before it marks the trial RUNNING.
+    return "RUNNING" if starting is not None and trial is starting else trial.status
+
+
+def count_states(trials, n_trials: int | None = None, starting=None) -> dict[str, int]:
     """Trials by state; `pending` adds the trials Tune has not created yet (n_trials - created)."""
     counts = {"running": 0, "pending": 0, "done": 0, "stopped": 0, "error": 0}
     for trial in trials:
-        if trial.status == "RUNNING":
+        status = status_of(trial, starting)
+        if status == "RUNNING":
             counts["running"] += 1
-        elif trial.status in ("PENDING", "PAUSED"):
+        elif status in ("PENDING", "PAUSED"):
             counts["pending"] += 1
-        elif trial.status == "ERROR":
+        elif status == "ERROR":
             counts["error"] += 1
         else:
             planned = planned_epochs(trial)
@@ -89,10 +95,10 @@ def format_row(elapsed_s: float, counts: dict[str, int], best) -> str:
             f"{counts['done']:4d}  {counts['stopped']:7d}  {counts['error']:5d}  {best_text}")
 
 
-def running_lines(trials, metric: str, limit: int = MAX_RUNNING_LINES) -> list[str]:
+def running_lines(trials, metric: str, limit: int = MAX_RUNNING_LINES, starting=None) -> list[str]:
     """One line per running trial (epoch reached, latest metric), capped at `limit` lines."""
     lines = []
-    running = [trial for trial in trials if trial.status == "RUNNING"]
+    running = [trial for trial in trials if status_of(trial, starting) == "RUNNING"]
     for trial in running[:limit]:
         _, fold = trial_identity(trial.config)
         planned = planned_epochs(trial)
@@ -147,23 +153,23 @@ def _build_callback_class():
             self._last_print = 0.0
             self._last_block: list[str] | None = None
 
-        def _print(self, trials, force: bool = False) -> None:
+        def _print(self, trials, force: bool = False, starting=None) -> None:
             now = time.monotonic()
             if self._start is None:
                 self._start = now
                 print(HEADER.format(metric=self.metric), flush=True)
             if not force and now - self._last_print < self.interval_s:
                 return
-            row = format_row(now - self._start, count_states(trials, self.n_trials),
+            row = format_row(now - self._start, count_states(trials, self.n_trials, starting),
                              best_config(trials, self.metric, self.mode))
-            block = [row[10:]] + running_lines(trials, self.metric)  # the clock alone is no change
+            block = [row[10:]] + running_lines(trials, self.metric, starting=starting)  # the clock is no change
             if block == self._last_block:
                 return
             print("\n".join([row] + block[1:]), flush=True)
             self._last_block, self._last_print = block, now
 
         def on_trial_start(self, iteration, trials, trial, **info):
-            self._print(trials, force=True)
+            self._print(trials, force=True, starting=trial)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             self._print(trials)

@@ -23,6 +23,8 @@ def test_states_split_done_from_stopped_early_and_pending_counts_the_backlog():
     assert count_states(trials) == {"running": 1, "pending": 1, "done": 1, "stopped": 1, "error": 1}
     # Tune creates trials lazily: the 5 it has not created yet are pending too.
     assert count_states(trials, n_trials=10)["pending"] == 6
+    # on_trial_start comes before Tune marks the trial RUNNING: the starting trial counts as running.
+    assert count_states(trials, starting=trials[1])["running"] == 2
 
 
 def test_best_config_is_the_best_mean_over_ended_folds():
