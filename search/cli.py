@@ -8,6 +8,7 @@ import argparse
 import importlib
 import os
 import sys
+from importlib import metadata
 
 from data.errors import DataError
 from search.errors import SearchError
@@ -30,6 +31,20 @@ COMMAND_MODULES = (
 )
 
 USER_ERRORS = (DataError, SpaceError, TrainableConfigError, WeightsError, SearchError)
+VERBOSE_HELP = "show the libraries' own logs too (TensorFlow's C++ start-up lines, Ray's worker INFO lines)"
+# Versions shown by --version: read from the installed packages' metadata, without importing them.
+STACK = ("tensorflow", "keras", "ray", "mlflow", "pydicom")
+
+
+def version_text() -> str:
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    stack = ", ".join(f"{name} {version(name)}" for name in STACK)
+    return f"cxrtune {version('cxrtune')} (Python {sys.version.split()[0]}; {stack})"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -46,25 +61,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="cxrtune",
         description="Search transfer-learning strategies for small chest X-ray datasets.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps --version on one line
     )
+    parser.add_argument("--version", action="version", version=version_text())
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    for command in subparsers.choices.values():  # `cxrtune demo --verbose` as well as `cxrtune --verbose demo`
+        if "--verbose" not in command._option_string_actions:  # a command may define its own
+            command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     return parser
 
 
-def quiet_native_logs() -> None:
-    """TensorFlow's C++ start-up chatter (CUDA probing, CPU features) buries the CLI's own output.
+def set_verbosity(argv: list[str]) -> None:
+    """Before anything imports TensorFlow: quiet environment unless --verbose (see search/quiet.py)."""
+    from search.quiet import VERBOSE_VARIABLE, quiet_driver
 
-    Set before TensorFlow is imported; local Ray workers inherit it from this process. An explicit
-    setting by the user wins.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    if "--verbose" in argv:
+        os.environ[VERBOSE_VARIABLE] = "1"
+    quiet_driver()
 
 
 def main(argv: list[str] | None = None) -> int:
-    quiet_native_logs()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    set_verbosity(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

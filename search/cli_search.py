@@ -21,7 +21,8 @@ def register(subparsers) -> None:
     parser.add_argument("--name", help="the search's name: a folder under --out and the MLflow experiment")
     parser.add_argument("--resume", metavar="NAME", help="continue the interrupted search NAME instead")
     parser.add_argument("--out", metavar="DIR", default=DEFAULT_OUT, help=f"output folder (default ./{DEFAULT_OUT})")
-    parser.add_argument("--folds", metavar="K", type=int, default=5, help="cross-validation folds per config (default 5)")
+    parser.add_argument("--folds", metavar="K", type=int, default=None,
+                        help="cross-validation folds per config (default: the dataset's folds, else 5)")
     parser.add_argument("--scheduler", default=None, choices=("mo-fold-asha", "fold-asha", "asha", "fifo"),
                         help="trial scheduler (default mo-fold-asha for 2+ objectives, else fold-asha: a config's "
                              "folds are kept or stopped together; fifo trains every config fully)")
@@ -45,6 +46,9 @@ def register(subparsers) -> None:
                         help="comma-separated source weights that exist; configs needing others are left out")
     parser.add_argument("--data-mode", default="auto", choices=("auto", "memory", "path"),
                         help="how data reaches trials: object store (memory), a shared path, or by size (auto)")
+    parser.add_argument("--keep-checkpoints", default="final", choices=("final", "none"),
+                        help="what a finished trial keeps: its final weights without optimizer state (final, "
+                             "default) or nothing (none); running trials always keep their last checkpoint")
     parser.add_argument("--seed", metavar="N", type=int, default=0, help="seed of sampled keys and folds (default 0)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a space key, YAML-valued (e.g. --set epochs=2 --set image_size=64)")
@@ -97,6 +101,6 @@ def search_command(args: argparse.Namespace) -> int:
         tracking_uri=args.tracking_uri, max_failures=args.max_failures,
         overrides=parse_overrides(args.overrides), available_sources=available, weights_dir=args.weights_dir,
         seed=args.seed, grace_period=args.grace_period, reduction_factor=args.reduction_factor,
-        data_mode=args.data_mode, objectives=objectives,
+        data_mode=args.data_mode, objectives=objectives, keep_checkpoints=args.keep_checkpoints,
         allow_unauthenticated_tracking=args.allow_unauthenticated_tracking)
     return 0

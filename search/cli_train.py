@@ -4,6 +4,7 @@ TensorFlow is imported only inside the command functions (via trainables.pretrai
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 PRETRAINED_SOURCES = ("chestxray8", "imagenet-F+chestxray8", "imagenet-I+chestxray8")
@@ -16,28 +17,36 @@ def register(subparsers) -> None:
     pretrain = subparsers.add_parser(
         "pretrain", help="pretrain a backbone on a prepared NIH ChestX-ray14 dataset (source weights)",
         description="Train a backbone on a prepared NIH dataset (14 findings) and save its backbone weights "
-                    "with a card in the weights directory, as one of the study's ChestX-ray14 sources.")
-    pretrain.add_argument("--data", required=True, type=Path, help="prepared NIH dataset (cxrtune prepare)")
-    pretrain.add_argument("--backbone", required=True, choices=list_backbones())
+                    "with a card in the weights directory, as one of the study's ChestX-ray14 sources.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # every flag's help shows its default
+    pretrain.add_argument("--data", required=True, type=Path, metavar="PREPARED",
+                          help="prepared NIH dataset (cxrtune prepare --format nih)")
+    pretrain.add_argument("--backbone", required=True, choices=list_backbones(), help="the network to pretrain")
     pretrain.add_argument("--source", required=True, choices=PRETRAINED_SOURCES,
                           help="chestxray8: random init; imagenet-F+: ImageNet, early stages frozen; "
-                               "imagenet-I+: ImageNet as initial values (both need ImageNet in the Keras cache)")
-    pretrain.add_argument("--weights-dir", required=True, type=Path, help="where weights and cards are written")
-    pretrain.add_argument("--image-size", type=int, default=None, help="px (default: the prepared size)")
-    pretrain.add_argument("--epochs", type=int, default=30, help="default 30 (the study's)")
-    pretrain.add_argument("--batch-size", type=int, default=None,
-                          help="default the study's: 16 when everything trains, 128 for imagenet-F+chestxray8")
-    pretrain.add_argument("--learning-rate", type=float, default=1e-4, help="Adam (default 1e-4, the study's)")
+                               "imagenet-I+: ImageNet as initial values (both need ImageNet in the Keras cache: "
+                               "`cxrtune weights --fetch-imagenet BACKBONE`)")
+    pretrain.add_argument("--weights-dir", required=True, type=Path, metavar="DIR",
+                          help="where the weights file and its card are written")
+    pretrain.add_argument("--image-size", type=int, default=None, metavar="PX",
+                          help="input size in px (None: the prepared dataset's size)")
+    pretrain.add_argument("--epochs", type=int, default=30, metavar="N", help="training epochs (the study's 30)")
+    pretrain.add_argument("--batch-size", type=int, default=None, metavar="N",
+                          help="images per training step (None: the study's, 16 when everything trains, "
+                               "128 for imagenet-F+chestxray8)")
+    pretrain.add_argument("--learning-rate", type=float, default=1e-4, metavar="LR", help="Adam's learning rate (the study's)")
     pretrain.add_argument("--drop-least-class", action="store_true",
                           help="the study's least-class drop: leave out the finding with the fewest images "
                                "(ChestX-ray14 14 -> 13 outputs: Hernia), unless prepare dropped it already")
     pretrain.add_argument("--freeze", default="conv4", choices=STAGES,
-                          help="stage frozen through for imagenet-F+chestxray8 (default conv4)")
-    pretrain.add_argument("--val-fold", type=int, default=0, help="fold of the cv rows used for validation")
-    pretrain.add_argument("--seed", type=int, default=0)
-    pretrain.add_argument("--data-mode", default="auto", choices=("auto", "memory", "path"))
-    pretrain.add_argument("--tracking-uri", default=None,
-                          help="MLflow tracking URI to log the run to (e.g. sqlite:////abs/mlflow.db)")
+                          help="stage frozen through, for imagenet-F+chestxray8 only")
+    pretrain.add_argument("--val-fold", type=int, default=0, metavar="K",
+                          help="fold of the cv rows used for validation (the others train)")
+    pretrain.add_argument("--seed", type=int, default=0, metavar="N", help="seed of weights, shuffling and folds")
+    pretrain.add_argument("--data-mode", default="auto", choices=("auto", "memory", "path"),
+                          help="images in memory, read from their files, or chosen by size (auto)")
+    pretrain.add_argument("--tracking-uri", default=None, metavar="URI",
+                          help="MLflow tracking URI to log the run to, e.g. sqlite:////abs/mlflow.db (None: no run)")
     pretrain.set_defaults(func=run_pretrain)
 
     weights = subparsers.add_parser(
@@ -48,7 +57,26 @@ def register(subparsers) -> None:
     weights.set_defaults(func=run_weights)
 
 
+def check_pretrain_inputs(args) -> None:
+    """Bad input in one line before TensorFlow is imported (which takes seconds and prints its own lines)."""
+    from data.manifest import load_prepared
+    from search.errors import SearchError
+    from trainables.weights import get_source, imagenet_cached, imagenet_path
+
+    if get_source(args.source).initial_values == "imagenet" and not imagenet_cached(args.backbone):
+        raise SearchError(
+            f"--source {args.source} starts from ImageNet weights, which are not in the Keras cache "
+            f"({imagenet_path(args.backbone)}): run `cxrtune weights --fetch-imagenet {args.backbone}` on a "
+            "machine with internet (or copy the file there), or use --source chestxray8, which needs none")
+    if not args.data.is_dir():
+        raise SearchError(f"--data {args.data}: no such folder; give a prepared NIH dataset (cxrtune prepare)")
+    load_prepared(args.data)  # DataError naming what is missing (manifest.csv, summary.json, ...)
+    if args.weights_dir.exists() and not args.weights_dir.is_dir():
+        raise SearchError(f"--weights-dir {args.weights_dir} is a file; give a folder")
+
+
 def run_pretrain(args) -> int:
+    check_pretrain_inputs(args)
     from trainables.pretrain import pretrain
 
     card = pretrain(args.data.resolve(), backbone=args.backbone, source=args.source,

@@ -14,14 +14,16 @@ from search.errors import SearchError
 PROBE_TIMEOUT_S = 120  # a node that cannot run a 1-CPU probe task in this long is as good as unreachable
 
 
-def connect(address: str | None = None) -> dict:
-    """Join the Ray cluster at `address` (or $RAY_ADDRESS), or start/reuse a local one; returns its resources."""
+def connect(address: str | None = None, env_vars: dict[str, str] | None = None) -> dict:
+    """Join the Ray cluster at `address` (or $RAY_ADDRESS), or start/reuse a local one; returns its resources.
+    `env_vars` go to every worker through Ray's runtime environment (search.quiet.worker_environment)."""
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS") or None
     if not ray.is_initialized():
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=True, configure_logging=False)
+            ray.init(address=address, include_dashboard=False, log_to_driver=True, configure_logging=False,
+                     runtime_env={"env_vars": dict(env_vars)} if env_vars else None)
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise SearchError(f"cannot connect to the Ray cluster at {address!r}: {error}. Start one with "
                               "`ray start --head` (or `ray up CLUSTER.yaml`), or leave --address out to run "

@@ -65,6 +65,9 @@ def _done(started: float) -> None:
 
 def run_demo(out_dir: Path, settings: DemoSettings = DemoSettings()) -> Path:
     """Run every layer on synthetic data; returns the search folder. Outputs land under `out_dir`."""
+    from search.quiet import quiet_driver
+
+    quiet_driver()  # before the pretraining step imports TensorFlow
     from data.prepare import prepare_hospital, prepare_nih
     from data.synthetic import write_hospital, write_nih
     from search.tuner import run_search
@@ -111,6 +114,7 @@ def run_demo(out_dir: Path, settings: DemoSettings = DemoSettings()) -> Path:
         data=prepared / "hospital", space="demo", name="demo", out_dir=out_dir, n_folds=settings.n_folds,
         max_concurrent=settings.max_concurrent, available_sources=sources, weights_dir=weights_dir,
         overrides={"epochs": settings.search_epochs, "image_size": settings.image_size},
+        keep_checkpoints="none",  # nothing reads the demo's fold models again; keeps the folder small
     )
     _done(started)
 
@@ -118,8 +122,13 @@ def run_demo(out_dir: Path, settings: DemoSettings = DemoSettings()) -> Path:
     for name in ("fold_table.csv", "pareto.csv", "pareto.png"):
         shutil.copy2(search_dir / name, out_dir / name)
     print_results(search_dir)
-    print(f"\nOutputs: {out_dir}  (fold_table.csv, pareto.csv, pareto.png, mlflow.db)")
-    print(f"Browse the runs:  mlflow ui --backend-store-uri sqlite:///{out_dir / 'mlflow.db'}")
+    from search.summary import browse_hint, folder_bytes
+
+    print(f"\nOutputs: {out_dir}  ({folder_bytes(out_dir) / 2**20:.0f} MB: fold_table.csv, pareto.csv, pareto.png, "
+          "mlflow.db)")
+    print(f"Tables as in the study:  cxrtune report demo --out {out_dir}")
+    store = f"sqlite:///{out_dir / 'mlflow.db'}"
+    print(f"Browse the runs:  {browse_hint(store, search_dir)}")
     return search_dir
 
 

@@ -6,7 +6,9 @@ validation part of one "fold". Nothing is chosen by the test part (no early stop
 selection): the model after the config's last epoch is the one scored and saved.
 
 The model is saved as `model.keras` with `model.json` beside it: categories, image size, bit depth
-and the preprocessing mode, so that `predict` needs nothing else.
+and the preprocessing mode, so that `predict` needs nothing else. The MLflow run's `model/` artifact is
+an MLflow pyfunc model around those two files (search/mlflow_model.py), registered as `cxrtune-NAME`:
+`mlflow.pyfunc.load_model("models:/cxrtune-NAME/1").predict(...)` and `mlflow models serve` work.
 """
 from __future__ import annotations
 
@@ -150,9 +152,17 @@ def train_final(name, *, out_dir=None, config_id: str | None = None, epochs: int
     model_path = save_final_model(model, model_dir, config=config, categories=categories,
                                   summary=summary, metrics=metrics, search_name=results.name)
     outcome = FinalOutcome(config, model_path, metrics, history=history)
+    # Evaluated before registering: the thresholds and temperatures it writes into model.json then travel
+    # inside the registered MLflow model.
+    outcome.clinical = clinical_evaluation(outcome, results, summary, n_bootstrap=n_bootstrap)
     _log_and_register(outcome, results, registered_name or f"cxrtune-{results.name}",
                       n_train=int((manifest["split"] == "cv").sum()))
-    outcome.clinical = clinical_evaluation(outcome, results, summary, n_bootstrap=n_bootstrap)
+    if outcome.run_id and not isinstance(outcome.clinical, str):
+        from search.evaluation_report import log_evaluation
+
+        clinical = outcome.clinical
+        log_evaluation(results.mlflow_runs["tracking_uri"], outcome.run_id, clinical.evaluation, clinical.paths,
+                       clinical.model_card)
     return outcome
 
 
@@ -208,7 +218,9 @@ def _log_and_register(outcome: FinalOutcome, results, registered_name: str, *, n
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=runs["tracking_uri"])
-    tags = {"mlflow.runName": f"final {outcome.config['config_id']}", "cxrtune.kind": "final",
+    from search.report import config_label
+
+    tags = {"mlflow.runName": f"final {config_label(outcome.config)}", "cxrtune.kind": "final",
             "cxrtune.config_id": outcome.config["config_id"]}
     if runs.get("parent_run_id"):
         tags["mlflow.parentRunId"] = runs["parent_run_id"]
@@ -219,8 +231,7 @@ def _log_and_register(outcome: FinalOutcome, results, registered_name: str, *, n
         step = int(row.get("epoch", 0))
         metrics += [Metric(key, float(row[key]), 0, step) for key in ("train_loss", "epoch_time_s") if key in row]
     client.log_batch(run_id, metrics=metrics, params=[Param(key, str(value)) for key, value in params.items()])
-    for path in (outcome.model_path, outcome.model_path.with_name(SIDECAR_FILE)):
-        client.log_artifact(run_id, str(path), artifact_path="model")
+    _log_mlflow_model(client, run_id, outcome)
     try:
         client.get_registered_model(registered_name)
     except MlflowException:
@@ -234,11 +245,10 @@ def _log_and_register(outcome: FinalOutcome, results, registered_name: str, *, n
 
 
 def clinical_evaluation(outcome: FinalOutcome, results, summary: dict, *, n_bootstrap: int):
-    """`cxrtune evaluate` on the test part (thresholds and temperatures saved into model.json), logged to
-    the final run; a one-line reason (str) instead when it cannot run, since the model is already saved."""
+    """`cxrtune evaluate` on the test part (thresholds and temperatures saved into model.json); a one-line
+    reason (str) instead when it cannot run, since the model is already saved."""
     from data.errors import DataError
     from search.evaluate import evaluate_model
-    from search.evaluation_report import log_evaluation
 
     if not summary.get("root"):
         return "clinical evaluation skipped: the search's data has no prepared path (run `cxrtune evaluate --data`)"
@@ -247,7 +257,21 @@ def clinical_evaluation(outcome: FinalOutcome, results, summary: dict, *, n_boot
                                   seed=int(outcome.config["seed"]), search_dir=results.search_dir)
     except (SearchError, DataError) as error:
         return f"clinical evaluation skipped: {error}"
-    if outcome.run_id:
-        log_evaluation(results.mlflow_runs["tracking_uri"], outcome.run_id, clinical.evaluation, clinical.paths,
-                       clinical.model_card, outcome.model_path.with_name(SIDECAR_FILE))
     return clinical
+
+
+def _log_mlflow_model(client, run_id: str, outcome: FinalOutcome) -> None:
+    """The run's `model/` artifact: an MLflow pyfunc model (MLmodel, signature, input example) wrapping
+    model.keras + model.json, so `mlflow.pyfunc.load_model("models:/NAME/N")` and `mlflow models serve`
+    work (search/mlflow_model.py)."""
+    from search.mlflow_model import save_pyfunc
+
+    sidecar = json.loads(outcome.model_path.with_name(SIDECAR_FILE).read_text())
+    with tempfile.TemporaryDirectory(prefix="cxrtune-mlflow-model-") as scratch:
+        final_model = Path(scratch) / "final_model"  # exactly the two files predict needs
+        final_model.mkdir()
+        for path in (outcome.model_path, outcome.model_path.with_name(SIDECAR_FILE)):
+            shutil.copy2(path, final_model / path.name)
+        saved = save_pyfunc(final_model, Path(scratch) / "model", categories=list(sidecar["categories"]),
+                            image_size=int(sidecar["image_size"]))
+        client.log_artifacts(run_id, str(saved), artifact_path="model")

@@ -55,8 +55,8 @@ def _search_section(sidecar: dict, search_dir: Path | None) -> list[str]:
     if table_path is None or not table_path.is_file():
         return lines + ["The search's fold table was not found beside the model: the front is not summarised.", ""]
     table = pd.read_csv(table_path, dtype={"config_id": str})
-    lines.append(f"The search tried {len(table)} configs ({int(table['complete'].astype(bool).sum())} with every fold "
-                 "done).")
+    full_budget = int(table["full_budget"].astype(bool).sum()) if "full_budget" in table else 0
+    lines.append(f"The search tried {len(table)} configs ({full_budget} trained every fold for every epoch).")
     if "cv_val_auc_mean" in table:
         ranked = table.sort_values("cv_val_auc_mean", ascending=False).reset_index(drop=True)
         place = ranked.index[ranked["config_id"] == config.get("config_id")]

@@ -19,9 +19,7 @@ BATCH_SIZE = 8  # images per forward pass: small, predict is used on a handful o
 
 
 def load_final_model(model_path):
-    """(Keras model, sidecar dict) of a model written by train-final."""
-    import keras
-
+    """(Keras model, sidecar dict) of a model written by train-final; files checked before Keras is imported."""
     model_path = Path(model_path)
     sidecar_path = model_path.with_suffix(".json")
     if not model_path.is_file():
@@ -36,6 +34,8 @@ def load_final_model(model_path):
     missing = [key for key in ("categories", "image_size", "preprocessing") if key not in sidecar]
     if missing:
         raise SearchError(f"{sidecar_path} lacks {', '.join(missing)}")
+    import keras
+
     try:
         # compile=False: the training loss is a closure Keras cannot rebuild, and predict needs no loss.
         model = keras.models.load_model(model_path, compile=False)

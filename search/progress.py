@@ -1,38 +1,70 @@
-"""A live progress table printed by the driver: one row per update, readable in a terminal and in CI logs.
+"""The live progress table printed by the driver: readable in a terminal and in CI logs.
 
   elapsed  running  pending  done  stopped  error  best config so far (val_auc mean, folds)
-  0:00:42        2        2     3        1      0  3fa2c1d9e0 resnet50 B conv3 imagenet  0.812 (2)
+  0:00:42        2        5     3        1      0  resnet50 B conv3 imagenet  0.812 (2)
+      running: resnet50 A imagenet fold 1  epoch 2/3  val_auc 0.741
+      running: resnet50 C imagenet fold 0  epoch 1/3  val_auc 0.655
 
-`done` trials ran all their epochs; `stopped` ones were cut by the scheduler. The best config is the one
-with the best mean metric over its ended folds. A row is printed when a trial ends and otherwise at most
-every `interval_s` seconds, so a long search does not flood the log.
+A row is printed only when something in it changed (never just the clock), and at most every `interval_s`
+seconds for epoch results; a trial that starts or ends prints at once. `pending` counts every trial not
+started yet, those Tune has not created yet included. Under each row, one line per running trial with its
+epoch and latest metric (at most MAX_RUNNING_LINES, as Tune's own table caps itself to a screen). `done`
+trials ran all their epochs; `stopped` ones were cut by the scheduler. The best config is the one with the
+best mean metric over its ended folds. At the end: what completed, what was stopped early (at which epoch)
+and what failed (with the error's last line).
 """
 from __future__ import annotations
 
 import math
-import sys
 import time
 
 from search.lazy import lazy_classes
 from search.trials import trial_config, trial_identity
 
 HEADER = "  elapsed  running  pending  done  stopped  error  best config so far ({metric} mean, folds)"
-DESCRIBE_KEYS = ("backbone", "method", "freeze", "source_weights")
+MAX_RUNNING_LINES = 8
 
 
-def count_states(trials) -> dict[str, int]:
+def describe(flat: dict) -> str:
+    """`resnet50 B conv4 imagenet`: a config in words, as its MLflow run is named."""
+    from search.report import config_label
+
+    try:
+        return config_label(flat)
+    except KeyError:  # a caller's own trainable may search other keys
+        return str(flat.get("config_id", "?"))
+
+
+def epochs_done(trial) -> int:
+    return int((trial.last_result or {}).get("training_iteration", 0) or 0)
+
+
+def planned_epochs(trial) -> int | None:
+    planned = trial_config(trial.config).get("epochs")
+    return None if planned is None else int(planned)
+
+
+def status_of(trial, starting=None) -> str:
+    # Tune calls on_trial_start before it marks the trial RUNNING.
+    return "RUNNING" if starting is not None and trial is starting else trial.status
+
+
+def count_states(trials, n_trials: int | None = None, starting=None) -> dict[str, int]:
+    """Trials by state; `pending` adds the trials Tune has not created yet (n_trials - created)."""
     counts = {"running": 0, "pending": 0, "done": 0, "stopped": 0, "error": 0}
     for trial in trials:
-        if trial.status == "RUNNING":
+        status = status_of(trial, starting)
+        if status == "RUNNING":
             counts["running"] += 1
-        elif trial.status in ("PENDING", "PAUSED"):
+        elif status in ("PENDING", "PAUSED"):
             counts["pending"] += 1
-        elif trial.status == "ERROR":
+        elif status == "ERROR":
             counts["error"] += 1
         else:
-            done = int((trial.last_result or {}).get("training_iteration", 0) or 0)
-            planned = trial_config(trial.config).get("epochs")
-            counts["done" if planned is None or done >= int(planned) else "stopped"] += 1
+            planned = planned_epochs(trial)
+            counts["done" if planned is None or epochs_done(trial) >= planned else "stopped"] += 1
+    if n_trials is not None:
+        counts["pending"] += max(0, int(n_trials) - len(trials))
     return counts
 
 
@@ -46,8 +78,7 @@ def best_config(trials, metric: str, mode: str) -> tuple[str, float, int] | None
             continue
         config_id, _ = trial_identity(trial.config)
         by_config.setdefault(config_id, []).append(float(value))
-        flat = trial_config(trial.config)
-        described[config_id] = " ".join([config_id] + [str(flat[k]) for k in DESCRIBE_KEYS if k in flat])
+        described[config_id] = describe(trial_config(trial.config))
     if not by_config:
         return None
     sign = 1.0 if mode == "max" else -1.0
@@ -64,33 +95,81 @@ def format_row(elapsed_s: float, counts: dict[str, int], best) -> str:
             f"{counts['done']:4d}  {counts['stopped']:7d}  {counts['error']:5d}  {best_text}")
 
 
+def running_lines(trials, metric: str, limit: int = MAX_RUNNING_LINES, starting=None) -> list[str]:
+    """One line per running trial (epoch reached, latest metric), capped at `limit` lines."""
+    lines = []
+    running = [trial for trial in trials if status_of(trial, starting) == "RUNNING"]
+    for trial in running[:limit]:
+        _, fold = trial_identity(trial.config)
+        planned = planned_epochs(trial)
+        line = f"      running: {describe(trial_config(trial.config))} fold {fold}  "
+        if epochs_done(trial) == 0:
+            line += "starting"  # building its model (and tracing its graph) before the first epoch ends
+        else:
+            line += f"epoch {epochs_done(trial)}" + (f"/{planned}" if planned else "")
+        value = (trial.last_result or {}).get(metric)
+        if value is not None and math.isfinite(float(value)):
+            line += f"  {metric} {float(value):.3f}"
+        lines.append(line)
+    if len(running) > limit:
+        lines.append(f"      ... and {len(running) - limit} more running")
+    return lines
+
+
+def closing_summary(trials, error_line=None) -> list[str]:
+    """What completed, what the scheduler stopped early (per config: folds and epoch), what failed."""
+    counts = count_states(trials)
+    lines = [f"trials: {counts['done']} completed, {counts['stopped']} stopped early, {counts['error']} failed"
+             + (f", {counts['running'] + counts['pending']} unfinished" if counts['running'] + counts['pending']
+                else "")]
+    stopped: dict[str, list[tuple[int, int]]] = {}
+    for trial in trials:
+        planned = planned_epochs(trial)
+        if trial.status == "TERMINATED" and planned is not None and epochs_done(trial) < planned:
+            stopped.setdefault(describe(trial_config(trial.config)), []).append(
+                (trial_identity(trial.config)[1], epochs_done(trial)))
+    for name, folds in sorted(stopped.items()):
+        planned_text = ", ".join(f"fold {fold} " + (f"after epoch {epoch}" if epoch else "before its first epoch")
+                                 for fold, epoch in sorted(folds))
+        lines.append(f"  stopped early: {name}: {planned_text}")
+    for trial in trials:
+        if trial.status == "ERROR":
+            _, fold = trial_identity(trial.config)
+            reason = error_line(trial) if error_line else "see the trial's error.txt"
+            lines.append(f"  failed: {describe(trial_config(trial.config))} fold {fold}: {reason}")
+    return lines
+
+
 def _build_callback_class():
     from ray.tune import Callback
 
     class ProgressTable(Callback):
-        """Tune callback printing the progress table to `stream` (stdout by default)."""
+        """Tune callback printing the progress table to stdout."""
 
-        def __init__(self, metric: str = "val_auc", mode: str = "max", interval_s: float = 15.0):
-            self.metric, self.mode, self.interval_s = metric, mode, float(interval_s)
+        def __init__(self, metric: str = "val_auc", mode: str = "max", interval_s: float = 15.0,
+                     n_trials: int | None = None):
+            self.metric, self.mode, self.interval_s, self.n_trials = metric, mode, float(interval_s), n_trials
             self._start = None
             self._last_print = 0.0
-            self._last_row = None
+            self._last_block: list[str] | None = None
 
-        def _print(self, trials, force: bool = False) -> None:
+        def _print(self, trials, force: bool = False, starting=None) -> None:
             now = time.monotonic()
             if self._start is None:
                 self._start = now
                 print(HEADER.format(metric=self.metric), flush=True)
             if not force and now - self._last_print < self.interval_s:
                 return
-            row = format_row(now - self._start, count_states(trials), best_config(trials, self.metric, self.mode))
-            if row[10:] != (self._last_row or "")[10:] or force:  # skip rows where only the clock moved
-                print(row, file=sys.stdout, flush=True)
-                self._last_row = row
-            self._last_print = now
+            row = format_row(now - self._start, count_states(trials, self.n_trials, starting),
+                             best_config(trials, self.metric, self.mode))
+            block = [row[10:]] + running_lines(trials, self.metric, starting=starting)  # the clock is no change
+            if block == self._last_block:
+                return
+            print("\n".join([row] + block[1:]), flush=True)
+            self._last_block, self._last_print = block, now
 
         def on_trial_start(self, iteration, trials, trial, **info):
-            self._print(trials)
+            self._print(trials, force=True, starting=trial)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             self._print(trials)
@@ -102,7 +181,10 @@ def _build_callback_class():
             self._print(trials, force=True)
 
         def on_experiment_end(self, trials, **info):
+            from search.tracking import _error_line
+
             self._print(trials, force=True)
+            print("\n".join(closing_summary(trials, _error_line)), flush=True)
 
     return ProgressTable
 

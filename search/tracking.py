@@ -1,9 +1,14 @@
 """MLflow logging of a search from the driver: one writer, run ids kept in mlflow_runs.json.
 
-Run tree (one experiment per search): parent run (the search) > one run per config (fold aggregates,
-updated as folds finish) > one run per fold trial (per-epoch metrics with step = epoch, params = flat config
-+ fold, stop reason, failures). A resumed search reads mlflow_runs.json and reuses every run in it, and skips
-epochs a run already has, so an interrupted search never duplicates runs or steps.
+Run tree (one experiment per search, tagged as a model-training experiment so the UI opens on its runs):
+parent run named after the search (its settings; at the end the best config, counts and the result files)
+> one run per config, named in words (`resnet50 B conv4 imagenet`), with the mean over its finished folds
+under the fold runs' own keys (`val_auc`, `val_auc_std`, ...; one step, updated as folds finish)
+> one run per fold trial (`... fold 2`: per-epoch metrics with step = epoch, params = flat config + fold,
+stop reason, failures as tags). Bookkeeping (`epoch`, `gpus`, `traced`) goes to tags, and a figure that does
+not apply (GPU-seconds on a CPU trial) is left out rather than logged as 0.
+A resumed search reads mlflow_runs.json and reuses every run in it, and skips epochs a run already has, so
+an interrupted search never duplicates runs or steps.
 Only configs, folds and metrics are logged: nothing from the manifest, so nothing that identifies a patient.
 """
 from __future__ import annotations
@@ -27,6 +32,14 @@ RUNS_FILE = "mlflow_runs.json"
 TRIAL_KEY_TAG = "cxrtune.trial_key"
 CONFIG_ID_TAG = "cxrtune.config_id"
 PARENT_TAG = "mlflow.parentRunId"
+NOTE_TAG = "mlflow.note.content"  # the run's or experiment's description in the MLflow UI (Markdown)
+# What MLflow 3's UI reads to choose an experiment's view: without it a new experiment may open on the
+# GenAI overview (traces, tokens) instead of the runs table. The UI's own "Machine learning" choice.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+# Reported every epoch but not measurements of the model: tags, not metric columns.
+BOOKKEEPING_KEYS = ("epoch", "gpus", "traced")
+# Per-fold cost figures a config run shows as a mean over folds (no std: they are not results).
+COST_MEAN_KEYS = ("steady_epoch_time_s", "gpu_seconds_per_epoch", "trainable_params", "total_params")
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +81,17 @@ def _tags(values: dict[str, Any]):
     return [RunTag(str(k), str(v)) for k, v in values.items()]
 
 
+def config_run_names(configs) -> dict[str, str]:
+    """{config_id: `resnet50 B conv4 imagenet`}; configs that would share a name get their short id too."""
+    from search.report import config_label
+
+    labels = {str(c["config_id"]): config_label(c) for c in configs}
+    counts: dict[str, int] = {}
+    for label in labels.values():
+        counts[label] = counts.get(label, 0) + 1
+    return {cid: label if counts[label] == 1 else f"{label} {cid[:6]}" for cid, label in labels.items()}
+
+
 def _metrics(values: dict[str, float], step: int):
     from mlflow.entities import Metric
 
@@ -94,8 +118,11 @@ def open_search_tracking(search_dir: Path, tracking_uri: str, experiment_name: s
     if experiment is not None:
         raise SearchError(f"MLflow experiment {experiment_name!r} already exists in {tracking_uri}: "
                           "choose another --name, or continue that search with --resume")
-    experiment_id = client.create_experiment(experiment_name,
-                                             artifact_location=artifact_location(tracking_uri))
+    experiment_id = client.create_experiment(
+        experiment_name, artifact_location=artifact_location(tracking_uri),
+        tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND,
+              NOTE_TAG: f"cxrtune search `{experiment_name}`: the parent run holds the settings and, at the "
+                        "end, the best config and the result files; one child run per config, one per fold."})
     parent = client.create_run(experiment_id, run_name=experiment_name, tags={"cxrtune.kind": "search"})
     client.log_batch(parent.info.run_id, params=_params(search_params))
     runs = {"tracking_uri": tracking_uri, "experiment_id": experiment_id,
@@ -105,21 +132,28 @@ def open_search_tracking(search_dir: Path, tracking_uri: str, experiment_name: s
 
 
 def fold_aggregates(finals: dict[int, dict[str, float]]) -> dict[str, float]:
-    """cv_<metric>_mean/_std over the finished folds of one config, plus cost figures."""
-    import numpy as np
+    """A config run's metrics over its finished folds, under the fold runs' keys.
+
+    `val_*`/`train_*`: mean, plus `<key>_std` (sample std, search.aggregate.mean_and_std) from two folds on;
+    cost figures: the mean; `gpu_seconds`: the sum (absent, like on the folds, when no GPU was used).
+    """
+    from search.aggregate import mean_and_std
 
     metrics: dict[str, float] = {"n_folds_done": float(len(finals))}
-    keys = sorted({k for fold in finals.values() for k in fold if k.startswith("val_")})
+    keys = sorted({k for fold in finals.values() for k in fold})
     for key in keys:
         values = [fold[key] for fold in finals.values() if key in fold and math.isfinite(fold[key])]
-        if values:
-            metrics[f"cv_{key}_mean"] = float(np.mean(values))
-            metrics[f"cv_{key}_std"] = float(np.std(values))
-    for key in ("steady_epoch_time_s", "gpu_seconds_per_epoch", "trainable_params"):
-        values = [fold[key] for fold in finals.values() if math.isfinite(fold.get(key, math.nan))]
-        if values:
-            metrics[key] = float(np.mean(values))
-    metrics["total_gpu_seconds"] = float(sum(fold.get("gpu_seconds", 0.0) for fold in finals.values()))
+        if not values:
+            continue
+        if key == "gpu_seconds":
+            metrics[key] = float(sum(values))
+        elif key.startswith(("val_", "train_")):
+            mean, std = mean_and_std(values)
+            metrics[key] = mean
+            if math.isfinite(std):
+                metrics[f"{key}_std"] = std
+        elif key in COST_MEAN_KEYS:
+            metrics[key] = mean_and_std(values)[0]
     return metrics
 
 
@@ -135,21 +169,28 @@ def _build_callback_class():
     class MlflowSearchCallback(Callback):
         """Tune callback in the driver: the only MLflow writer of a search."""
 
-        def __init__(self, search_dir: str, n_folds: int, scheduler=None):
+        def __init__(self, search_dir: str, n_folds: int, scheduler=None, run_names: dict | None = None):
             self.search_dir = str(search_dir)
             self.n_folds = int(n_folds)
             self.scheduler = scheduler  # asked for its stop reasons, when it keeps them
+            self.run_names = dict(run_names or {})  # config_id -> readable run name (config_run_names)
             self._client = None
             self._runs: dict | None = None
             self._finals: dict[str, dict[int, dict[str, float]]] = {}
             self._epochs: dict[str, list[tuple[float, float]]] = {}  # trial key -> [(epoch_time_s, traced)]
             self._last_step: dict[str, int] = {}
+            self._traced: dict[str, list[int]] = {}  # trial key -> epochs that included graph tracing
 
         def __getstate__(self):
             # Tune pickles callbacks with the experiment; the client and run cache are rebuilt on setup.
             state = dict(self.__dict__)
-            state.update(_client=None, _runs=None, _finals={}, _epochs={}, _last_step={})
+            state.update(_client=None, _runs=None, _finals={}, _epochs={}, _last_step={}, _traced={})
             return state
+
+        def _run_name(self, config_id: str, flat: dict) -> str:
+            if config_id not in self.run_names:
+                self.run_names[config_id] = f"{config_run_names([flat])[config_id]} {config_id[:6]}"
+            return self.run_names[config_id]
 
         # ----- run bookkeeping -----
         @property
@@ -171,16 +212,19 @@ def _build_callback_class():
             for key, run_id in self._runs["trials"].items():
                 run = self._client.get_run(run_id)
                 latest = dict(run.data.metrics)
-                self._last_step[key] = int(latest.get("epoch", 0))
+                self._last_step[key] = int(run.data.tags.get("epochs_logged", 0))
+                traced = run.data.tags.get("traced_epochs", "")
+                self._traced[key] = [int(epoch) for epoch in traced.split(",") if epoch]
                 if run.info.status == "FINISHED":
                     config_id, fold = key.rsplit("/", 1)
+                    latest["epochs_done"] = int(run.data.tags.get("epochs_done", 0))
                     self._finals.setdefault(config_id, {})[int(fold)] = latest
 
         def _config_run(self, config_id: str, flat: dict) -> str:
             run_id = self._runs["configs"].get(config_id)
             if run_id is None:
                 run = self.client.create_run(
-                    self._runs["experiment_id"], run_name=f"config-{config_id}",
+                    self._runs["experiment_id"], run_name=self._run_name(config_id, flat),
                     tags={PARENT_TAG: self._runs["parent_run_id"], CONFIG_ID_TAG: config_id,
                           "cxrtune.kind": "config"})
                 run_id = run.info.run_id
@@ -199,7 +243,7 @@ def _build_callback_class():
             if run_id is None:
                 parent = self._config_run(config_id, flat)
                 run = client.create_run(
-                    self._runs["experiment_id"], run_name=f"{config_id}-fold{fold}",
+                    self._runs["experiment_id"], run_name=f"{self._run_name(config_id, flat)} fold {fold}",
                     tags={PARENT_TAG: parent, TRIAL_KEY_TAG: key, CONFIG_ID_TAG: config_id,
                           "cxrtune.kind": "fold"})
                 run_id = run.info.run_id
@@ -232,13 +276,19 @@ def _build_callback_class():
         def _result(self, trial, result: dict) -> None:
             key = "{}/{}".format(*trial_identity(trial.config))
             step = int(result.get("training_iteration", result.get("epoch", 0)))
-            metrics = reported_metrics(result)
-            if "epoch_time_s" in metrics:
-                self._epochs.setdefault(key, []).append((metrics["epoch_time_s"], metrics.get("traced", 0.0)))
+            reported = reported_metrics(result)
+            if "epoch_time_s" in reported:
+                self._epochs.setdefault(key, []).append((reported["epoch_time_s"], reported.get("traced", 0.0)))
             if step <= self._last_step.get(key, 0):
                 return  # already logged before the driver was restarted
-            metrics.setdefault("epoch", float(step))
-            self.client.log_batch(self._trial_run(trial), metrics=_metrics(metrics, step))
+            metrics = {k: v for k, v in reported.items() if k not in BOOKKEEPING_KEYS}
+            tags = {"epochs_logged": step}  # what a resumed driver reads to skip logged epochs
+            if reported.get("traced"):
+                self._traced.setdefault(key, []).append(step)
+                tags["traced_epochs"] = ",".join(map(str, self._traced[key]))
+            if "gpus" in reported:
+                tags["gpus_visible"] = int(reported["gpus"])
+            self.client.log_batch(self._trial_run(trial), metrics=_metrics(metrics, step), tags=_tags(tags))
             self._last_step[key] = step
 
         def on_trial_complete(self, iteration, trials, trial, **info):
@@ -275,8 +325,13 @@ def _build_callback_class():
             gpus = float(trial.placement_group_factory.required_resources.get("GPU", 0.0))
             extra = {}
             if math.isfinite(steady):
-                extra = {"steady_epoch_time_s": steady, "gpu_seconds_per_epoch": steady * gpus}
-            extra["gpu_seconds"] = gpus * sum(t for t, _ in self._epochs.get(key, []))
+                extra["steady_epoch_time_s"] = steady
+            if gpus > 0:  # on a CPU trial GPU-seconds do not apply: absent, not 0
+                if math.isfinite(steady):
+                    extra["gpu_seconds_per_epoch"] = steady * gpus
+                extra["gpu_seconds"] = gpus * sum(t for t, _ in self._epochs.get(key, []))
+            final = {k: v for k, v in final.items() if k not in BOOKKEEPING_KEYS}
+            final["epochs_done"] = epochs_done  # fidelity tags of the config run; not a logged metric
             final.update(extra)
             self.client.log_batch(run_id, metrics=_metrics(extra, epochs_done), tags=_tags(tags))
             predictions = trial_predictions_path(trial)  # out-of-fold predictions, docs/results.md
@@ -290,9 +345,11 @@ def _build_callback_class():
         def _update_config(self, config_id: str, flat: dict) -> None:
             finals = self._finals.get(config_id, {})
             run_id = self._config_run(config_id, flat)
-            epochs = {fold: int(final.get("epoch", 0)) for fold, final in finals.items()}
-            self.client.log_batch(run_id, metrics=_metrics(fold_aggregates(finals), len(finals)), tags=_tags(
-                fidelity_tags(epochs, int(flat["epochs"]) if "epochs" in flat else None, self.n_folds)))
+            epochs = {fold: int(final.get("epochs_done", 0)) for fold, final in finals.items()}
+            tags = {"folds_done": f"{len(finals)}/{self.n_folds}",
+                    **fidelity_tags(epochs, int(flat["epochs"]) if "epochs" in flat else None, self.n_folds)}
+            # One step (0): the value is replaced as folds finish, not a curve over "folds done".
+            self.client.log_batch(run_id, metrics=_metrics(fold_aggregates(finals), 0), tags=_tags(tags))
             if len(finals) >= self.n_folds:
                 self.client.set_terminated(run_id, status="FINISHED")
 

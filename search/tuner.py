@@ -10,9 +10,11 @@ import json
 import os
 import pickle
 import re
+import shutil
 from pathlib import Path
 
 from search.errors import SearchError
+from search.quiet import quiet_driver, worker_environment
 from search.trials import TRIAL_CONFIG_KEY, trial_identity
 
 SEARCH_FILE = "search.json"
@@ -23,20 +25,9 @@ TUNE_DIR = "tune"
 METRIC, MODE = "val_auc", "max"
 OBJECTIVES = {"cv_val_auc_mean": "max", "trainable_params": "min"}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-# The progress table is the driver's output. Quieted (defaults only; a user's setting wins): MLflow's URL
-# lines per run, Tune's own tables (its new output engine prints a box even at verbose=0), its warning about
-# experiment snapshots (forced after each checkpoint by num_to_keep=1: what makes --resume exact), and
-# TensorFlow's C++ start-up logs in local trial workers (they inherit the driver's environment).
-QUIET_ENVIRONMENT = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true", "RAY_AIR_NEW_OUTPUT": "0",
-                     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
-                     "TF_CPP_MIN_LOG_LEVEL": "2"}
-
-
-def _quiet_libraries() -> None:
-    for key, value in QUIET_ENVIRONMENT.items():
-        os.environ.setdefault(key, value)
+DEFAULT_FOLDS = 5  # when neither --folds nor the dataset says how many
+# What a finished trial keeps (search/checkpoints.py): its final weights (no optimizer state), or nothing.
+KEEP_CHECKPOINTS = ("final", "none")
 
 
 def _absolute(path) -> str | None:
@@ -56,6 +47,16 @@ def _space_name(space) -> str:
     if isinstance(space, (str, os.PathLike)):
         return _absolute(space) if os.path.isfile(space) else str(space)
     return str(getattr(space, "name", "space"))
+
+
+def dataset_folds(data_path) -> int | None:
+    """How many cv folds a PREPARED dataset already has (None when it has none yet)."""
+    from data.manifest import load_prepared
+
+    manifest = load_prepared(data_path).manifest
+    if "fold" not in manifest.columns or manifest["fold"].isna().any():
+        return None
+    return int(manifest.loc[manifest["split"] == "cv", "fold"].nunique()) or None
 
 
 def _prepared_handle(data_path: str, n_folds: int, seed: int, search_dir: Path, data_mode: str):
@@ -137,38 +138,42 @@ def trial_dirname(trial) -> str:
     return f"{config_id}-fold{fold}_{trial.trial_id}"
 
 
-def _callbacks(search_dir: Path, n_folds: int, scheduler, progress_interval_s: float) -> list:
+def _callbacks(search_dir: Path, n_folds: int, scheduler, progress_interval_s: float, configs: list[dict],
+               n_trials: int, keep_checkpoints: str) -> list:
+    from search.checkpoints import CheckpointPruner
     from search.progress import ProgressTable
-    from search.tracking import MlflowSearchCallback
+    from search.tracking import MlflowSearchCallback, config_run_names
     from search.trials import TrialsCsvWriter
 
-    return [MlflowSearchCallback(str(search_dir), n_folds, scheduler),
+    return [MlflowSearchCallback(str(search_dir), n_folds, scheduler, config_run_names(configs)),
             TrialsCsvWriter(str(search_dir / "trials.csv"), scheduler),
-            ProgressTable(METRIC, MODE, progress_interval_s)]
+            CheckpointPruner(keep_checkpoints),
+            ProgressTable(METRIC, MODE, progress_interval_s, n_trials=n_trials)]
 
 
-def run_search(*, data, space, name: str, out_dir, n_folds: int = 5, scheduler: str | None = None,
+def run_search(*, data, space, name: str, out_dir, n_folds: int | None = None, scheduler: str | None = None,
                gpus_per_trial: float = 0, cpus_per_trial: float = 1, max_concurrent: int | None = None,
                address: str | None = None, storage: str | None = None, tracking_uri: str | None = None,
                max_failures: int = 1, overrides: dict | None = None, available_sources=None,
                weights_dir=None, trainable=None, seed: int = 0, grace_period: int = 1,
                reduction_factor: float = 3, progress_interval_s: float = 15.0, data_mode: str = "auto",
-               objectives: dict[str, str] | None = None, allow_unauthenticated_tracking: bool = False) -> Path:
+               objectives: dict[str, str] | None = None, allow_unauthenticated_tracking: bool = False,
+               keep_checkpoints: str = "final") -> Path:
     """Run a new search named `name` under `out_dir`; returns the search folder (ARCHITECTURE.md §7).
 
     `objectives` (fold-table column -> max|min; default cv_val_auc_mean:max, trainable_params:min) are the
-    front's and, with the default scheduler `mo-fold-asha` (`fold-asha` for one objective), the scheduler's."""
-    from ray import tune
+    front's and, with the default scheduler `mo-fold-asha` (`fold-asha` for one objective), the scheduler's.
 
-    from search.cluster import check_resources, check_weights, connect, preflight
-    from search.schedulers import make_scheduler
-    from search.tracking import absolute_tracking_uri, open_search_tracking
-    from spaces import expand
-
-    _quiet_libraries()
+    `n_folds` None: the dataset's folds when it has them, else 5. A search refused before it starts
+    (bad settings, a taken name, unreachable tracking) leaves no folder behind."""
+    quiet_driver()
     if not NAME_PATTERN.match(str(name)):
         raise SearchError(f"--name {name!r}: use 1-64 letters, digits, '_', '-' or '.', starting with a letter "
                           "or digit (it names a folder and an MLflow experiment)")
+    if keep_checkpoints not in KEEP_CHECKPOINTS:
+        raise SearchError(f"--keep-checkpoints {keep_checkpoints!r}: choose one of {', '.join(KEEP_CHECKPOINTS)}")
+    if n_folds is None:
+        n_folds = (None if hasattr(data, "load") else dataset_folds(_absolute(data))) or DEFAULT_FOLDS
     if int(n_folds) < 2:
         raise SearchError(f"--folds {n_folds}: cross-validation needs at least 2 folds")
     out_dir = Path(_absolute(out_dir))
@@ -176,6 +181,36 @@ def run_search(*, data, space, name: str, out_dir, n_folds: int = 5, scheduler: 
     if (search_dir / SEARCH_FILE).is_file():
         raise SearchError(f"a search named {name!r} already exists in {out_dir}: continue it with "
                           f"`cxrtune search --resume {name} --out {out_dir}` or choose another --name")
+    created = [path for path in (out_dir, search_dir) if not path.exists()]
+    try:
+        return _start_search(data=data, space=space, name=name, out_dir=out_dir, search_dir=search_dir,
+                             n_folds=int(n_folds), scheduler=scheduler, gpus_per_trial=gpus_per_trial,
+                             cpus_per_trial=cpus_per_trial, max_concurrent=max_concurrent, address=address,
+                             storage=storage, tracking_uri=tracking_uri, max_failures=max_failures,
+                             overrides=overrides, available_sources=available_sources, weights_dir=weights_dir,
+                             trainable=trainable, seed=seed, grace_period=grace_period,
+                             reduction_factor=reduction_factor, progress_interval_s=progress_interval_s,
+                             data_mode=data_mode, keep_checkpoints=keep_checkpoints, objectives=objectives,
+                             allow_unauthenticated_tracking=allow_unauthenticated_tracking)
+    except Exception:
+        if not (search_dir / SEARCH_FILE).is_file():  # refused before it started: leave nothing behind
+            for path in reversed(created):
+                shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def _start_search(*, data, space, name, out_dir: Path, search_dir: Path, n_folds: int, scheduler,
+                  gpus_per_trial, cpus_per_trial, max_concurrent, address, storage, tracking_uri, max_failures,
+                  overrides, available_sources, weights_dir, trainable, seed, grace_period, reduction_factor,
+                  progress_interval_s, data_mode, keep_checkpoints, objectives,
+                  allow_unauthenticated_tracking) -> Path:
+    from ray import tune
+
+    from search.cluster import check_resources, check_weights, connect, preflight
+    from search.schedulers import make_scheduler
+    from search.tracking import absolute_tracking_uri, open_search_tracking
+    from spaces import expand
+
     configs = expand(space, seed=seed, overrides=overrides, available_sources=available_sources)
     objectives = dict(objectives or OBJECTIVES)
     scheduler = scheduler or ("mo-fold-asha" if len(objectives) >= 2 else "fold-asha")
@@ -193,7 +228,7 @@ def run_search(*, data, space, name: str, out_dir, n_folds: int = 5, scheduler: 
         check_weights(list(configs), weights_dir)
     trial_configs = _trial_configs(list(configs), int(n_folds), len(categories), weights_dir)
 
-    cluster = connect(address)
+    cluster = connect(address, worker_environment())
     check_resources(float(cpus_per_trial), float(gpus_per_trial))
     storage_path, experiment = _storage_location(storage, search_dir)
     n_nodes = preflight(data_handle=handle, weights_dir=weights_dir, tracking_uri=tracking_uri,
@@ -210,6 +245,7 @@ def run_search(*, data, space, name: str, out_dir, n_folds: int = 5, scheduler: 
         "weights_dir": weights_dir, "tracking_uri": tracking_uri, "storage_path": storage_path,
         "experiment": experiment, "nodes": n_nodes, "cluster_cpus": cluster.get("CPU", 0),
         "cluster_gpus": cluster.get("GPU", 0), "allow_unauthenticated_tracking": allow_unauthenticated_tracking,
+        "keep_checkpoints": keep_checkpoints,
     }
     # Tracking first: a refused experiment name then leaves no search.json, so the same --name can be fixed.
     open_search_tracking(search_dir, tracking_uri, name, {k: v for k, v in settings.items()
@@ -223,7 +259,8 @@ def run_search(*, data, space, name: str, out_dir, n_folds: int = 5, scheduler: 
                                     reuse_actors=False, trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
             name=experiment, storage_path=storage_path, verbose=0,
-            callbacks=_callbacks(search_dir, int(n_folds), chosen, progress_interval_s),
+            callbacks=_callbacks(search_dir, int(n_folds), chosen, progress_interval_s, list(configs),
+                                 len(trial_configs), keep_checkpoints),
             failure_config=tune.FailureConfig(max_failures=int(max_failures)),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )
@@ -242,7 +279,7 @@ def resume_search(name: str, out_dir, *, data=None, trainable=None, address: str
     from search.cluster import connect, preflight
     from search.tracking import open_search_tracking
 
-    _quiet_libraries()
+    quiet_driver()
     search_dir = Path(_absolute(out_dir)) / str(name)
     settings_file = search_dir / SEARCH_FILE
     if not settings_file.is_file():
@@ -251,7 +288,7 @@ def resume_search(name: str, out_dir, *, data=None, trainable=None, address: str
                           f"searches there: {', '.join(known) or 'none'}")
     settings = json.loads(settings_file.read_text())
     handle = data if data is not None else _reload_handle(settings, search_dir)
-    connect(address)
+    connect(address, worker_environment())
     experiment_path = f"{settings['storage_path']}/{settings['experiment']}"
     if not tune.Tuner.can_restore(experiment_path):
         raise SearchError(f"search {name!r} has no Tune state at {experiment_path} to resume from: it was "
@@ -272,31 +309,33 @@ def resume_search(name: str, out_dir, *, data=None, trainable=None, address: str
 
 
 def finish_search(search_dir: Path) -> Path:
-    """Fold table and Pareto front from trials.csv; print where everything is."""
+    """Fold table, Pareto front and report tables from trials.csv; the story on MLflow's parent run;
+    print where everything is and how much disk the search holds."""
     import pandas as pd
 
     from search.aggregate import fold_table
     from search.pareto import export_front
     from search.uncertainty import front_with_uncertainty
+    from search.summary import browse_hint, disk_line, log_search_summary, write_csv_table, write_report_tables
 
     settings = json.loads((search_dir / SEARCH_FILE).read_text())
     trials = pd.read_csv(search_dir / "trials.csv", dtype={"config_id": str})
     table = fold_table(trials, n_folds=settings["n_folds"])
-    table.to_csv(search_dir / "fold_table.csv", index=False)
+    write_csv_table(table, search_dir / "fold_table.csv")
     objectives = settings.get("objectives") or OBJECTIVES
     if table["full_budget"].any() and len(objectives) >= 2:  # the front of full-budget configs only
         flagged, _, note = front_with_uncertainty(search_dir, table, objectives)
         export_front(flagged, objectives, search_dir, note=note)
+        write_report_tables(search_dir)
+    log_search_summary(search_dir, table, trials)
     print(f"\n{int(table['full_budget'].sum())} of {len(table)} configs trained every fold for every epoch "
           "(full budget); `cxrtune report` and `cxrtune pareto` show those, --all-configs the others too")
     unfinished = int((~trials["status"].isin(["TERMINATED", "ERROR"])).sum()) if "status" in trials else 0
     if unfinished:  # Ctrl-C: Tune stopped the trials and saved its state
         print(f"\n{unfinished} trial(s) unfinished: continue with "
               f"`cxrtune search --resume {search_dir.name} --out {search_dir.parent}`")
-    print(f"\nsearch outputs: {search_dir}  (trials.csv, fold_table.csv, pareto.csv/.png, mlflow_runs.json)")
-    uri = settings["tracking_uri"]
-    if uri.startswith("sqlite:"):
-        print(f"browse the runs:  mlflow ui --backend-store-uri {uri}", flush=True)
-    else:
-        print(f"browse the runs:  open {uri} (experiment {settings['name']!r})", flush=True)
+    print(f"\nsearch outputs: {search_dir}  (trials.csv, fold_table.csv, pareto.csv/.png, report/, "
+          f"mlflow_runs.json)")
+    print(f"disk: {disk_line(search_dir, settings)}")
+    print(f"browse the runs:  {browse_hint(settings['tracking_uri'], search_dir)}", flush=True)
     return search_dir

@@ -7,6 +7,7 @@ report -> pareto -> train-final -> predict.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -88,6 +89,38 @@ def test_choose_config_takes_the_best_complete_one_or_the_one_named():
         choose_config(table, "zz")
     with pytest.raises(SearchError, match="--config"):
         choose_config(table.assign(full_budget=False), None)
+
+
+def test_cli_checks_files_and_flags_before_importing_tensorflow(tmp_path):
+    """`--version`, and pretrain/predict refusing bad input in one line, in a process that never imports
+    TensorFlow (it takes seconds and prints its own start-up lines)."""
+    import os
+    import subprocess
+    import sys
+
+    script = """
+import sys
+from search.cli import main
+codes = [main(argv) for argv in (
+    ["pretrain", "--data", "nowhere", "--backbone", "resnet50", "--source", "imagenet-I+chestxray8",
+     "--weights-dir", "w"],
+    ["pretrain", "--data", "nowhere", "--backbone", "resnet50", "--source", "chestxray8", "--weights-dir", "w"],
+    ["predict", "nowhere/model.keras", "scan.dcm"],
+)]
+print("codes", codes, "tensorflow imported:", "tensorflow" in sys.modules)
+"""
+    env = dict(os.environ, KERAS_HOME=str(tmp_path / "keras"), PYTHONPATH=str(Path(__file__).parents[1]))
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert "codes [2, 2, 2] tensorflow imported: False" in done.stdout, done.stderr
+    errors = done.stderr.splitlines()
+    assert len(errors) == 3
+    assert "`cxrtune weights --fetch-imagenet resnet50`" in errors[0]
+    assert "--data nowhere: no such folder" in errors[1]
+    assert "model.keras does not exist" in errors[2]
+    version = subprocess.run([sys.executable, "-m", "search.cli", "--version"], env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert version.stdout.startswith("cxrtune ") and "tensorflow 2." in version.stdout
 
 
 # --- the study recipe, CPU-sized ---------------------------------------------------------------
@@ -181,12 +214,33 @@ def test_recipe_report_pareto_train_final_predict(recipe, capsys):
     assert "clinical_subgroup_gaps_flagged" in run.data.metrics and set(sidecar["clinical"]["thresholds"]) <= set(sidecar["categories"])
     assert "## Subgroups" in (model_dir / "evaluation" / "model_card.md").read_text()
     assert {"model_card.md", "evaluation"} <= {a.path for a in client.list_artifacts(version.run_id)}
-    assert sorted(a.path for a in client.list_artifacts(version.run_id, "model")) == [
-        "model/model.json", "model/model.keras"]
+    model_files = {a.path for a in client.list_artifacts(version.run_id, "model")}
+    assert {"model/MLmodel", "model/artifacts", "model/input_example.json"} <= model_files
+    assert run.info.run_name.startswith("final resnet50 ")
+
+    # The registered model is an MLflow model: pyfunc loads it by name and predicts on DICOM files,
+    # preprocessing included, with the signature's columns.
+    import mlflow.pyfunc
+
+    dicom_files = sorted((recipe / "dicom").rglob("*.dcm"))[:2]
+    mlflow.set_tracking_uri(runs["tracking_uri"])
+    try:
+        served = mlflow.pyfunc.load_model("models:/cxrtune-recipe/1")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert [c.name for c in served.metadata.get_input_schema().inputs] == ["image"]
+    answer = served.predict(pd.DataFrame({"image": [str(p) for p in dicom_files] + ["missing.dcm"]}))
+    assert list(answer.columns) == sidecar["categories"] + ["error"]
+    assert (answer["error"][:2] == "").all() and answer["error"][2] != ""
+    assert answer.iloc[:2][sidecar["categories"]].apply(lambda v: v.between(0, 1)).all().all()
+    import base64
+
+    as_bytes = base64.b64encode(dicom_files[0].read_bytes()).decode("ascii")  # what a REST client sends
+    np.testing.assert_allclose(served.predict(pd.DataFrame({"image": [as_bytes]}))[sidecar["categories"]],
+                               answer.iloc[:1][sidecar["categories"]], rtol=1e-5)
     parent_artifacts = {a.path for a in client.list_artifacts(runs["parent_run_id"])}
     assert {"report", "pareto"} <= parent_artifacts
 
-    dicom_files = sorted((recipe / "dicom").rglob("*.dcm"))[:2]
     assert main(["predict", str(model_dir / "model.keras"), *map(str, dicom_files), "--format", "csv"]) == 0
     predictions = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
     assert len(predictions) == 2 and list(predictions.columns[2:]) == sidecar["categories"]

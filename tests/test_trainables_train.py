@@ -85,7 +85,8 @@ def test_one_report_per_epoch_with_the_contract_metrics_and_checkpoints(trained)
     checkpoints = [checkpoint for _, checkpoint in reports]
     assert checkpoints[0] is None and checkpoints[1].name == "epoch_0002"  # checkpoint_every = 2, and the last
     state = json.loads((checkpoints[2] / "state.json").read_text())
-    assert state == {"epoch": 3, "config_id": "0123456789", "fold": 0}
+    # The last epoch's checkpoint is never trained from again: weights only.
+    assert state == {"epoch": 3, "config_id": "0123456789", "fold": 0, "optimizer_state": False}
 
 
 def test_checkpoint_restores_weights_and_optimizer_state(tmp_path):
@@ -110,6 +111,17 @@ def test_checkpoint_restores_weights_and_optimizer_state(tmp_path):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
     with pytest.raises(TrainableConfigError, match="belongs to fold=1, this trial has 2"):
         restore_checkpoint(small_model(), tmp_path, config={"config_id": "a", "fold": 2})
+
+    # A finished trial's checkpoint slimmed by the driver: same weights, no optimizer state, a smaller file.
+    from trainables.checkpoint import strip_optimizer_state
+
+    size = (tmp_path / "model.weights.h5").stat().st_size
+    assert strip_optimizer_state(tmp_path) and not strip_optimizer_state(tmp_path)  # once is enough
+    assert (tmp_path / "model.weights.h5").stat().st_size < size
+    slim = small_model()
+    assert restore_checkpoint(slim, tmp_path, config={"config_id": "a", "fold": 1}) == 3
+    for got, want in zip(slim.weights, trained_model.weights):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 
 def test_a_fold_without_validation_images_is_refused():

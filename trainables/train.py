@@ -71,6 +71,9 @@ def fit_fold(config: dict, data, *, report: Callable[[dict, Path | None], None],
     Calls `report(metrics, checkpoint_dir_or_None)` once per epoch; checkpoint folders are made
     under `checkpoint_root` (a temporary folder when None) and belong to the caller afterwards.
     `resume_from` is a checkpoint folder to continue from. Returns the trained Keras model."""
+    from trainables.native_logs import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # first in a trial worker: no native start-up lines on the terminal
     import keras
 
     from data.class_balance import beta_weights
@@ -118,7 +121,9 @@ def fit_fold(config: dict, data, *, report: Callable[[dict, Path | None], None],
     reporter = epoch_reporter(
         validation_data=val_data, validation_labels=fold.val_y, categories=fold.categories,
         beta_p=beta_p, beta_n=beta_n, n_train=len(fold.train_y), report=report,
-        save_checkpoint=lambda epoch: save_checkpoint(trainer, root / f"epoch_{epoch:04d}", epoch=epoch, config=config),
+        # The last epoch's checkpoint is never trained from again: weights only (a third of the disk).
+        save_checkpoint=lambda epoch: save_checkpoint(trainer, root / f"epoch_{epoch:04d}", epoch=epoch,
+                                                      config=config, optimizer_state=epoch < config["epochs"]),
         checkpoint_every=config["checkpoint_every"], last_epoch=config["epochs"],
         fixed_metrics={"trainable_params": trainable, "total_params": total, "gpus": plan.gpus},
         # Out-of-fold predictions beside each checkpoint's weights (trainables/predictions.py).

@@ -204,7 +204,7 @@ def source_problem(backbone: str, source: str, weights_dir: str | Path | None) -
         if imagenet_cached(backbone):
             return None
         return (f"ImageNet weights for {backbone} are not in the Keras cache ({imagenet_path(backbone)}); "
-                f"fetch them on the driver with trainables.weights.fetch_imagenet('{backbone}')")
+                f"fetch them with `cxrtune weights --fetch-imagenet {backbone}` (needs internet)")
     if weights_dir is None:
         return f"source {source!r} needs a weights directory (weights_dir) holding {backbone}.{source}"
     try:

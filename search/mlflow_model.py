@@ -1,0 +1,130 @@
+"""The MLflow model `train-final` registers: a pyfunc that takes radiographs and returns probabilities.
+
+Input: a DataFrame with one column `image`, one row per radiograph: a path to a DICOM or PNG file that the
+serving process can read, or the file's bytes in base64 (what a REST client sends to `mlflow models serve`).
+Output: one column per category (the sigmoid probability) and `error` ('' when the file was read; else the
+reason, with NaN probabilities), in the input's order. Preprocessing is the model's own: the conversion
+`prepare` used (display chain, square, resize, bit depth) and the backbone's preprocessing mode, read from
+the model.json saved beside model.keras.
+
+    model = mlflow.pyfunc.load_model("models:/cxrtune-NAME/1")
+    model.predict(pd.DataFrame({"image": ["chest.dcm"]}))
+
+The Keras model and its settings travel as the pyfunc's artifacts; the code as `code_paths` (the `data` and
+`search` packages it calls), so the MLflow model loads wherever the Python packages it needs are installed.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import tempfile
+from pathlib import Path
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+INPUT_COLUMN = "image"
+ERROR_COLUMN = "error"
+BATCH_SIZE = 8
+# PNG and DICOM magic bytes: how base64 content is told apart from a path, and which reader it needs.
+PNG_MAGIC, DICOM_MAGIC_OFFSET = b"\x89PNG\r\n\x1a\n", 128
+
+
+def _decoded_file(text: str, scratch: Path, index: int) -> Path | None:
+    """A base64-encoded DICOM or PNG written to a scratch file; None when `text` is not such content."""
+    if len(text) < 64:
+        return None
+    try:
+        content = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if content.startswith(PNG_MAGIC):
+        suffix = ".png"
+    elif content[DICOM_MAGIC_OFFSET:DICOM_MAGIC_OFFSET + 4] == b"DICM":
+        suffix = ".dcm"
+    else:
+        return None
+    path = scratch / f"input_{index:05d}{suffix}"
+    path.write_bytes(content)
+    return path
+
+
+class RadiographClassifier(mlflow.pyfunc.PythonModel):
+    """pyfunc wrapper of a train-final model (see the module docstring)."""
+
+    def load_context(self, context):
+        from search.predict import load_final_model
+
+        self.model, self.settings = load_final_model(Path(context.artifacts["final_model"]) / "model.keras")
+        self.categories = list(self.settings["categories"])
+
+    def predict(self, context, model_input, params=None):
+        from data.errors import DataError
+        from data.pipeline import make_dataset
+        from data.prepare import convert_image
+
+        values = model_input[INPUT_COLUMN] if isinstance(model_input, pd.DataFrame) else model_input
+        size, bit_depth = int(self.settings["image_size"]), int(self.settings.get("bit_depth", 8))
+        probabilities = np.full((len(values), len(self.categories)), np.nan)
+        errors, images, readable = [""] * len(values), [], []
+        with tempfile.TemporaryDirectory(prefix="cxrtune-serve-") as scratch:
+            for index, value in enumerate(values):
+                text = str(value)
+                path = _decoded_file(text, Path(scratch), index) or Path(text)
+                try:
+                    images.append(convert_image(path, image_size=size, bit_depth=bit_depth))
+                    readable.append(index)
+                except (DataError, OSError) as error:
+                    errors[index] = (str(error) or type(error).__name__)[:300]
+        if images:
+            dataset = make_dataset(np.stack(images), np.zeros((len(images), len(self.categories)), np.float32),
+                                   image_size=size, batch_size=BATCH_SIZE,
+                                   preprocessing=self.settings["preprocessing"], training=False, seed=0)
+            scores = np.concatenate([np.asarray(self.model(batch, training=False), dtype=float)
+                                     for batch, _ in dataset])
+            probabilities[readable] = scores
+        output = pd.DataFrame(probabilities, columns=self.categories)
+        output[ERROR_COLUMN] = errors
+        return output
+
+
+def signature(categories: list[str]):
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    return ModelSignature(inputs=Schema([ColSpec("string", INPUT_COLUMN)]),
+                          outputs=Schema([ColSpec("double", c) for c in categories] + [ColSpec("string", ERROR_COLUMN)]))
+
+
+def example_input(image_size: int) -> pd.DataFrame:
+    """One synthetic grey PNG in base64: a valid request that carries no patient's image."""
+    import io
+
+    from PIL import Image
+
+    ramp = np.tile(np.linspace(0, 255, image_size, dtype=np.uint8), (image_size, 1))
+    buffer = io.BytesIO()
+    Image.fromarray(ramp, mode="L").save(buffer, format="PNG")
+    return pd.DataFrame({INPUT_COLUMN: [base64.b64encode(buffer.getvalue()).decode("ascii")]})
+
+
+def save_pyfunc(model_dir: Path, destination: Path, *, categories: list[str], image_size: int) -> Path:
+    """Write the MLflow model (MLmodel, the Keras model and its settings, code) into `destination`."""
+    import importlib.metadata as metadata
+
+    import data
+    import search
+
+    def pinned(name: str) -> str:
+        return f"{name}=={metadata.version(name)}"
+
+    requirements = [pinned(name) for name in ("mlflow", "tensorflow", "keras", "pydicom", "pandas", "numpy",
+                                              "pillow", "pyyaml", "scikit-learn")]
+    mlflow.pyfunc.save_model(
+        path=str(destination), python_model=RadiographClassifier(),
+        artifacts={"final_model": str(model_dir)},
+        code_paths=[str(Path(data.__file__).parent), str(Path(search.__file__).parent)],
+        signature=signature(categories), input_example=example_input(image_size),
+        pip_requirements=requirements)
+    return destination
