@@ -16,8 +16,16 @@ PROBE_TIMEOUT_S = 120  # a node that cannot run a 1-CPU probe task in this long 
 
 def connect(address: str | None = None, env_vars: dict[str, str] | None = None) -> dict:
     """Join the Ray cluster at `address` (or $RAY_ADDRESS), or start/reuse a local one; returns its resources.
-    `env_vars` go to every worker through Ray's runtime environment (search.quiet.worker_environment)."""
+    `env_vars` go to every worker through Ray's runtime environment (search.quiet.worker_environment). Ray
+    stores, shows and logs a runtime environment in clear, so only the log-level variables of
+    search.quiet.WORKER_QUIET may travel this way: never a credential (docs/security.md)."""
     import ray
+
+    from search.quiet import WORKER_QUIET
+
+    unexpected = sorted(set(env_vars or {}) - set(WORKER_QUIET))
+    if unexpected:  # a programming error, not user input: nothing else may be logged by Ray in clear
+        raise ValueError(f"only log-level variables travel in Ray's runtime environment; not {unexpected}")
 
     address = address or os.environ.get("RAY_ADDRESS") or None
     if not ray.is_initialized():
