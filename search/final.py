@@ -254,7 +254,8 @@ def clinical_evaluation(outcome: FinalOutcome, results, summary: dict, *, n_boot
         return "clinical evaluation skipped: the search's data has no prepared path (run `cxrtune evaluate --data`)"
     try:
         clinical = evaluate_model(outcome.model_path, summary["root"], split="test", n_bootstrap=max(10, n_bootstrap),
-                                  seed=int(outcome.config["seed"]), search_dir=results.search_dir)
+                                  seed=int(outcome.config["seed"]), search_dir=results.search_dir,
+                                  val_predictions=_search_validation_predictions(results, outcome.config["config_id"]))
     except (SearchError, DataError) as error:
         return f"clinical evaluation skipped: {error}"
     return clinical
@@ -275,3 +276,20 @@ def _log_mlflow_model(client, run_id: str, outcome: FinalOutcome) -> None:
         saved = save_pyfunc(final_model, Path(scratch) / "model", categories=list(sidecar["categories"]),
                             image_size=int(sidecar["image_size"]))
         client.log_artifacts(run_id, str(saved), artifact_path="model")
+
+
+def _search_validation_predictions(results, config_id: str):
+    """The chosen config's pooled out-of-fold validation predictions (one column per category), on which the
+    evaluation chooses thresholds and temperatures; None (evaluate's own validation fold) when its folds saved
+    none, e.g. a search from before they were saved."""
+    import pandas as pd
+
+    from search.results import load_oof_predictions
+
+    try:
+        oof = load_oof_predictions(results, config_id)
+    except SearchError:
+        return None
+    frame = pd.DataFrame(oof.probability.astype("float64"), columns=oof.categories)
+    frame.insert(0, "image_id", oof.image_id.astype(str))
+    return frame
