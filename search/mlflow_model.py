@@ -27,25 +27,26 @@ import pandas as pd
 INPUT_COLUMN = "image"
 ERROR_COLUMN = "error"
 BATCH_SIZE = 8
-# PNG and DICOM magic bytes: how base64 content is told apart from a path, and which reader it needs.
-PNG_MAGIC, DICOM_MAGIC_OFFSET = b"\x89PNG\r\n\x1a\n", 128
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"  # base64 content that starts so is read as PNG, anything else as DICOM
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except OSError:  # e.g. a base64 string longer than a file name may be
+        return False
 
 
 def _decoded_file(text: str, scratch: Path, index: int) -> Path | None:
-    """A base64-encoded DICOM or PNG written to a scratch file; None when `text` is not such content."""
-    if len(text) < 64:
+    """Base64 file content written to a scratch file (`.png` by its magic bytes, else `.dcm`, which the
+    DICOM reader also accepts without a preamble); None when `text` is not base64."""
+    if len(text) < 64 or _is_file(text):
         return None
     try:
         content = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         return None
-    if content.startswith(PNG_MAGIC):
-        suffix = ".png"
-    elif content[DICOM_MAGIC_OFFSET:DICOM_MAGIC_OFFSET + 4] == b"DICM":
-        suffix = ".dcm"
-    else:
-        return None
-    path = scratch / f"input_{index:05d}{suffix}"
+    path = scratch / f"input_{index:05d}{'.png' if content.startswith(PNG_MAGIC) else '.dcm'}"
     path.write_bytes(content)
     return path
 
