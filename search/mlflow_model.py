@@ -10,44 +10,54 @@ the model.json saved beside model.keras.
     model = mlflow.pyfunc.load_model("models:/cxrtune-NAME/1")
     model.predict(pd.DataFrame({"image": ["chest.dcm"]}))
 
-The Keras model and its settings travel as the pyfunc's artifacts; the code as `code_paths` (the `data` and
-`search` packages it calls), so the MLflow model loads wherever the Python packages it needs are installed.
+The Keras model and its settings travel as the pyfunc's artifacts; the code as `code_paths` (the `data`,
+`search` and `trainables` packages), so the MLflow model loads wherever its pip requirements are installed.
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import tempfile
+import warnings
 from pathlib import Path
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
+from trainables.native_logs import verbose
+
 INPUT_COLUMN = "image"
 ERROR_COLUMN = "error"
 BATCH_SIZE = 8
-# PNG and DICOM magic bytes: how base64 content is told apart from a path, and which reader it needs.
-PNG_MAGIC, DICOM_MAGIC_OFFSET = b"\x89PNG\r\n\x1a\n", 128
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"  # base64 content that starts so is read as PNG, anything else as DICOM
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except OSError:  # e.g. a base64 string longer than a file name may be
+        return False
 
 
 def _decoded_file(text: str, scratch: Path, index: int) -> Path | None:
-    """A base64-encoded DICOM or PNG written to a scratch file; None when `text` is not such content."""
-    if len(text) < 64:
+    """Base64 file content written to a scratch file (`.png` by its magic bytes, else `.dcm`, which the
+    DICOM reader also accepts without a preamble); None when `text` is not base64."""
+    if len(text) < 64 or _is_file(text):
         return None
     try:
         content = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         return None
-    if content.startswith(PNG_MAGIC):
-        suffix = ".png"
-    elif content[DICOM_MAGIC_OFFSET:DICOM_MAGIC_OFFSET + 4] == b"DICM":
-        suffix = ".dcm"
-    else:
-        return None
-    path = scratch / f"input_{index:05d}{suffix}"
+    path = scratch / f"input_{index:05d}{'.png' if content.startswith(PNG_MAGIC) else '.dcm'}"
     path.write_bytes(content)
     return path
+
+
+# MLflow 3 advises type hints on `predict` when the class is defined; the explicit signature below is
+# what validates inputs here, so the advice is only noise on every load.
+warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method", category=UserWarning)
 
 
 class RadiographClassifier(mlflow.pyfunc.PythonModel):
@@ -113,18 +123,31 @@ def save_pyfunc(model_dir: Path, destination: Path, *, categories: list[str], im
     """Write the MLflow model (MLmodel, the Keras model and its settings, code) into `destination`."""
     import importlib.metadata as metadata
 
-    import data
-    import search
-
     def pinned(name: str) -> str:
         return f"{name}=={metadata.version(name)}"
 
     requirements = [pinned(name) for name in ("mlflow", "tensorflow", "keras", "pydicom", "pandas", "numpy",
                                               "pillow", "pyyaml", "scikit-learn")]
+    # MLflow's INFO/WARNING lines here (input validation, cloudpickle advice) say nothing a user can act on.
+    mlflow_logger = logging.getLogger("mlflow")
+    level = mlflow_logger.level
+    if not verbose():
+        mlflow_logger.setLevel(logging.ERROR)
+    try:
+        _save(destination, model_dir, categories, image_size, requirements)
+    finally:
+        mlflow_logger.setLevel(level)
+    return destination
+
+
+def _save(destination: Path, model_dir: Path, categories: list[str], image_size: int, requirements: list[str]):
+    import data
+    import search
+    import trainables
+
     mlflow.pyfunc.save_model(
         path=str(destination), python_model=RadiographClassifier(),
         artifacts={"final_model": str(model_dir)},
-        code_paths=[str(Path(data.__file__).parent), str(Path(search.__file__).parent)],
+        code_paths=[str(Path(package.__file__).parent) for package in (data, search, trainables)],
         signature=signature(categories), input_example=example_input(image_size),
         pip_requirements=requirements)
-    return destination
