@@ -18,9 +18,10 @@ the best max(1, ceil(n / rf)) of the n configs recorded there, ranked by non-dom
 a front, by an epsilon-net that takes the front's ends and spread-out points first (search/multiobjective.py;
 MO-ASHA, Schmucker et al. 2021). With a cost known before training among the objectives, the n configs are
 only those within COST_WINDOW_DECADES of the config's cost: costly configs learn slower, so at an early rung
-a much cheaper config would dominate them on both objectives and cut the high-AUC end of the front. A cost known before training (trainable parameters, reported with every
-epoch) counts from the first rung on; a measured one (seconds per epoch) is the trial's latest epoch
-without graph tracing, or at the first epoch the only time there is. Costs are compared in decades (log10),
+a much cheaper config would dominate them on both objectives and cut the high-AUC end of the front. A cost
+known before training (trainable parameters, reported with every epoch) counts from the first rung on; a
+measured one (seconds per epoch) is the trial's latest epoch without graph tracing, or at the first epoch
+the only time there is. Costs are compared in decades (log10),
 since parameters span 13k to 23M.
 """
 from __future__ import annotations
@@ -99,7 +100,7 @@ class FoldAwareDecisions:
     def __init__(self, milestones: list[int], reduction_factor: float, sign, max_t: int | None = None,
                  cost_columns: tuple[int, ...] = ()):
         self.milestones = list(milestones)
-        self.cost_columns = tuple(cost_columns)  # vector columns of costs known before training (log10): the window
+        self.cost_columns = tuple(cost_columns)  # vector columns (log10 costs known before training): the window
         self.max_t = max_t  # a fold reporting this epoch has finished: it settles its config like on_end
         self.reduction_factor = float(reduction_factor)
         self.signs = tuple(float(s) for s in (sign if isinstance(sign, (tuple, list)) else (sign,)))
@@ -112,7 +113,7 @@ class FoldAwareDecisions:
         self.records = 0  # values recorded so far: a change tells the scheduler to save its state
 
     def __setstate__(self, state: dict) -> None:
-        state.setdefault("cost_columns", ())  # saved before cost windows: every config judged against all, as then
+        state.setdefault("cost_columns", ())  # saved before cost windows: judged against every config, as then
         if "signs" not in state:  # saved before multi-objective support: one float per fold, one sign
             state["signs"] = (state["sign"],)
             state["values"] = {rung: {config: {fold: (value,) for fold, value in folds.items()}
@@ -221,7 +222,7 @@ def _fold_aware_asha_class():
                 rung_milestones(grace_period, max_t, reduction_factor), reduction_factor,
                 tuple(1.0 if way == "max" else -1.0 for _, way in self.objectives), max_t=max_t,
                 cost_columns=tuple(i for i, (key, way) in enumerate(self.objectives)
-                             if len(self.objectives) > 1 and way == "min" and key in KNOWN_COSTS))
+                                   if len(self.objectives) > 1 and way == "min" and key in KNOWN_COSTS))
 
         def _objective_values(self, trial, result: dict) -> tuple | None:
             """This epoch's value of each objective (costs in log10), or None when one is missing."""
