@@ -19,6 +19,7 @@ Per scheduler, averaged over seeds:
 - front_recall: share of the true front's configs that are on the scheduler's found front;
 - gpu_seconds_fraction: GPU-seconds spent (epochs x seconds per epoch, summed over trials) over FIFO's;
 - split: configs that ended with some folds trained to the end and others cut early.
+Then the GPU-seconds an oracle would need for full recall (true front trained fully, the rest to the first rung).
 The last line printed is a JSON object: scheduler -> {hypervolume_ratio, front_recall, gpu_seconds_fraction}.
 
   python benchmarks/search_schedulers.py [--configs 30] [--folds 5] [--epochs 30] [--seeds 20]
@@ -140,6 +141,17 @@ def score(trials: list[FakeTrial], study: Study, epochs: int) -> dict:
             "split": int(((reached >= epochs).any(axis=1) & ~full).sum())}
 
 
+def oracle_fraction(study: Study, epochs: int, grace_period: int) -> float:
+    """GPU-seconds of a scheduler that knew the true front: its configs trained fully, the others to the first
+    rung only; over FIFO's. A floor for any rule that recalls the whole front."""
+    n_folds = study.offsets.shape[1]
+    true_auc = np.array([np.mean([study.auc(c, f, epochs) for f in range(n_folds)])
+                         for c in range(len(study.params))])
+    front = front_of(study.points(true_auc))
+    return float((np.where(front, epochs, min(grace_period, epochs)) * study.seconds).sum()
+                 / (epochs * study.seconds).sum())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", type=int, default=30)
@@ -172,6 +184,9 @@ def main() -> None:
         print(f"{name:13s} {row['hypervolume_ratio']:9.3f} {row['front_recall']:13.1%} "
               f"{row['gpu_seconds_fraction']:14.1%} {np.mean([r['split'] for r in runs]):14.1f} "
               f"{time.perf_counter() - started:8.1f}", flush=True)
+    oracle = np.mean([oracle_fraction(draw_study(args.configs, args.folds, seed), args.epochs, args.grace_period)
+                      for seed in range(args.seeds)])
+    print(f"oracle (true front trained fully, others {args.grace_period} epoch(s)): {oracle:.1%} of FIFO's GPU-s")
     print(json.dumps(summary))
 
 

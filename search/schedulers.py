@@ -16,9 +16,12 @@ Multi-objective fold-aware ASHA (`mo-fold-asha`) keeps all of that but judges a 
 fold mean of each objective at the rung. It goes on when it is on the rung's non-dominated front or among
 the best max(1, ceil(n / rf)) of the n configs recorded there, ranked by non-dominated sorting and, inside
 a front, by an epsilon-net that takes the front's ends and spread-out points first (search/multiobjective.py;
-MO-ASHA, Schmucker et al. 2021). A cost known before training (trainable parameters, reported with every
-epoch) counts from the first rung on; a measured one (seconds per epoch) is the trial's latest epoch
-without graph tracing, or at the first epoch the only time there is. Costs are compared in decades (log10),
+MO-ASHA, Schmucker et al. 2021). With a cost known before training among the objectives, the n configs are
+only those within COST_WINDOW_DECADES of the config's cost: costly configs learn slower, so at an early rung
+a much cheaper config would dominate them on both objectives and cut the high-AUC end of the front. A cost
+known before training (trainable parameters, reported with every epoch) counts from the first rung on; a
+measured one (seconds per epoch) is the trial's latest epoch without graph tracing, or at the first epoch
+the only time there is. Costs are compared in decades (log10),
 since parameters span 13k to 23M.
 """
 from __future__ import annotations
@@ -37,6 +40,10 @@ SCHEDULERS = ("mo-fold-asha", "fold-asha", "asha", "fifo")
 RESULT_KEYS = {"trainable_params": "trainable_params", "total_params": "total_params",
                "steady_epoch_time_s": "epoch_time_s", "gpu_seconds_per_epoch": "gpu_epoch_time_s",
                "total_gpu_seconds": "gpu_epoch_time_s", "cpu_seconds_per_epoch": "epoch_time_s"}
+# Costs known before training (decades): MO ranking compares a config at a rung only with configs whose cost
+# lies within COST_WINDOW_DECADES of its own (benchmarks/search_schedulers.py chose 1.25; docs/search.md).
+KNOWN_COSTS = ("trainable_params", "total_params")
+COST_WINDOW_DECADES = 1.25
 TIME_ATTR = "training_iteration"  # one tune.report per epoch, so this is the epoch (1-based)
 
 
@@ -90,8 +97,10 @@ class FoldAwareDecisions:
     its next report if the verdict is "stop"). Folds that start after a verdict follow it.
     """
 
-    def __init__(self, milestones: list[int], reduction_factor: float, sign, max_t: int | None = None):
+    def __init__(self, milestones: list[int], reduction_factor: float, sign, max_t: int | None = None,
+                 cost_columns: tuple[int, ...] = ()):
         self.milestones = list(milestones)
+        self.cost_columns = tuple(cost_columns)  # vector columns (log10 costs known before training): the window
         self.max_t = max_t  # a fold reporting this epoch has finished: it settles its config like on_end
         self.reduction_factor = float(reduction_factor)
         self.signs = tuple(float(s) for s in (sign if isinstance(sign, (tuple, list)) else (sign,)))
@@ -104,6 +113,7 @@ class FoldAwareDecisions:
         self.records = 0  # values recorded so far: a change tells the scheduler to save its state
 
     def __setstate__(self, state: dict) -> None:
+        state.setdefault("cost_columns", ())  # saved before cost windows: judged against every config, as then
         if "signs" not in state:  # saved before multi-objective support: one float per fold, one sign
             state["signs"] = (state["sign"],)
             state["values"] = {rung: {config: {fold: (value,) for fold, value in folds.items()}
@@ -174,14 +184,21 @@ class FoldAwareDecisions:
             return None
         from search.multiobjective import kept_at_rung, nondominated_ranks
 
-        ids = list(self.values[rung])
+        ids = [other for other in self.values[rung] if self.near_in_cost(rung, config_id, other)]
         points = [self.config_vector(rung, other) for other in ids]
         kept, place, quota = kept_at_rung(points, ids.index(config_id), self.reduction_factor)
         if kept:
             return None
         front = int(nondominated_ranks(points)[ids.index(config_id)]) + 1
-        return (f"stopped at rung {rung}: config (mean over {folds} fold(s)) in non-dominated front {front}, "
-                f"place {place + 1} of {len(ids)}; the best {quota} go on")
+        among = f" of configs within {COST_WINDOW_DECADES:g} decade(s) of its cost" if self.cost_columns else ""
+        return (f"stopped at rung {rung}: config (mean over {folds} fold(s)) in non-dominated front {front}"
+                f"{among}, place {place + 1} of {len(ids)}; the best {quota} go on")
+
+    def near_in_cost(self, rung: int, config_id: str, other: str) -> bool:
+        """Whether `other` costs within COST_WINDOW_DECADES of the config on every cost known before training."""
+        mine, theirs = self.config_vector(rung, config_id), self.config_vector(rung, other)
+        return all(abs(mine[c] - theirs[c]) <= COST_WINDOW_DECADES or not math.isfinite(mine[c] - theirs[c])
+                   for c in self.cost_columns)
 
 
 def _fold_aware_asha_class():
@@ -203,7 +220,9 @@ def _fold_aware_asha_class():
             self._steady_times: dict[str, float] = {}  # trial_id -> latest epoch time without graph tracing
             self.decisions = FoldAwareDecisions(
                 rung_milestones(grace_period, max_t, reduction_factor), reduction_factor,
-                tuple(1.0 if way == "max" else -1.0 for _, way in self.objectives), max_t=max_t)
+                tuple(1.0 if way == "max" else -1.0 for _, way in self.objectives), max_t=max_t,
+                cost_columns=tuple(i for i, (key, way) in enumerate(self.objectives)
+                                   if len(self.objectives) > 1 and way == "min" and key in KNOWN_COSTS))
 
         def _objective_values(self, trial, result: dict) -> tuple | None:
             """This epoch's value of each objective (costs in log10), or None when one is missing."""

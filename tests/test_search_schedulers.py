@@ -185,6 +185,22 @@ def test_mo_decisions_keep_the_best_fronts_spread_out_first():
     assert decisions.config_value(1, "a") == pytest.approx((0.80, -5.0))
 
 
+def test_mo_decisions_compare_a_config_only_with_configs_near_its_known_cost():
+    # (AUC, log10 trainable params) at rung 1, as a slow-rising costly config and cheap fast risers look then.
+    decisions = FoldAwareDecisions([1], reduction_factor=2, sign=(1.0, -1.0), cost_columns=(1,))
+    assert not decisions.on_result("cheap", 0, 1, (0.62, 4.1))
+    assert not decisions.on_result("cheap2", 0, 1, (0.63, 4.3))
+    # Dominated by both, but they cost over 1.25 decades less: judged among configs near 7.3 only (itself).
+    assert not decisions.on_result("costly", 0, 1, (0.54, 7.3))
+    assert not decisions.on_result("costly2", 0, 1, (0.55, 7.2))  # beats costly at less cost: kept
+    assert decisions.on_result("costly3", 0, 1, (0.53, 7.3))      # behind both near its cost: stopped
+    assert "front 3 of configs within 1.25 decade(s) of its cost, place 3 of 3" in decisions.reasons["costly3/0"]
+    scheduler = make_scheduler("mo-fold-asha", max_t=9, objectives={"cv_val_auc_mean": "max",
+                                                                    "trainable_params": "min",
+                                                                    "steady_epoch_time_s": "min"})
+    assert scheduler.decisions.cost_columns == (1,)  # measured costs rank, but set no window
+
+
 def test_objectives_map_to_what_trials_report():
     assert result_objectives({"cv_val_auc_mean": "max", "trainable_params": "min",
                               "steady_epoch_time_s": "min"}) == [
@@ -267,9 +283,10 @@ def test_search_refuses_objectives_it_cannot_follow_in_one_line(tmp_path, capsys
 
 def test_decisions_saved_before_multi_objective_support_still_load():
     decisions = FoldAwareDecisions([1], reduction_factor=2, sign=1.0)
-    old = {key: value for key, value in decisions.__dict__.items() if key != "signs"}
+    old = {key: value for key, value in decisions.__dict__.items() if key not in ("signs", "cost_columns")}
     old["values"] = {1: {"a": {0: 0.7}}}  # one float per fold, as older versions pickled it
     restored = FoldAwareDecisions.__new__(FoldAwareDecisions)
     restored.__setstate__(old)
     assert restored.config_value(1, "a") == pytest.approx(0.7)
+    assert restored.cost_columns == ()  # saved before cost windows: judged against every config, as then
     assert restored.on_result("b", 0, 1, 0.5)  # judged against the old record
