@@ -186,6 +186,8 @@ def run_search(*, data, space, name: str, out_dir, n_folds: int = 5, scheduler: 
     if trainable is None:  # the real trial loads source weights; a caller's own trainable may not
         check_weights(list(configs), weights_dir)
     trial_configs = _trial_configs(list(configs), int(n_folds), len(categories), weights_dir)
+    for trial in trial_configs:  # frozen trunks' outputs, computed once per search (trainables/feature_cache.py)
+        trial["feature_cache_dir"] = str(search_dir / "feature_cache")
 
     cluster = connect(address)
     check_resources(float(cpus_per_trial), float(gpus_per_trial))
@@ -213,7 +215,7 @@ def run_search(*, data, space, name: str, out_dir, n_folds: int = 5, scheduler: 
         _trainable(trainable, handle, float(cpus_per_trial), float(gpus_per_trial)),
         param_space={TRIAL_CONFIG_KEY: tune.grid_search(trial_configs)},
         tune_config=tune.TuneConfig(scheduler=chosen, num_samples=1, max_concurrent_trials=max_concurrent,
-                                    reuse_actors=False, trial_dirname_creator=trial_dirname),
+                                    reuse_actors=True, trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
             name=experiment, storage_path=storage_path, verbose=0,
             callbacks=_callbacks(search_dir, int(n_folds), chosen, progress_interval_s),
