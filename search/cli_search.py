@@ -38,6 +38,9 @@ def register(subparsers) -> None:
     parser.add_argument("--data-mode", default="auto", choices=("auto", "memory", "path"),
                         help="how data reaches trials: object store (memory), a shared path, or by size (auto)")
     parser.add_argument("--seed", metavar="N", type=int, default=0, help="seed of sampled keys and folds (default 0)")
+    parser.add_argument("--augment", default="random", choices=("random", "off"),
+                        help="training augmentation (default random); off lets methods A/B train from a frozen "
+                             "trunk's cached features, computed once per search")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a space key, YAML-valued (e.g. --set epochs=2 --set image_size=64)")
     parser.set_defaults(func=search_command)
@@ -82,5 +85,5 @@ def search_command(args: argparse.Namespace) -> int:
         tracking_uri=args.tracking_uri, max_failures=args.max_failures,
         overrides=parse_overrides(args.overrides), available_sources=available, weights_dir=args.weights_dir,
         seed=args.seed, grace_period=args.grace_period, reduction_factor=args.reduction_factor,
-        data_mode=args.data_mode)
+        data_mode=args.data_mode, augment=args.augment)
     return 0

@@ -152,7 +152,8 @@ def run_search(*, data, space, name: str, out_dir, n_folds: int = 5, scheduler: 
                address: str | None = None, storage: str | None = None, tracking_uri: str | None = None,
                max_failures: int = 1, overrides: dict | None = None, available_sources=None,
                weights_dir=None, trainable=None, seed: int = 0, grace_period: int = 1,
-               reduction_factor: float = 3, progress_interval_s: float = 15.0, data_mode: str = "auto") -> Path:
+               reduction_factor: float = 3, progress_interval_s: float = 15.0, data_mode: str = "auto",
+               augment: str = "random") -> Path:
     """Run a new search named `name` under `out_dir`; returns the search folder (ARCHITECTURE.md §7)."""
     from ray import tune
 
@@ -167,6 +168,8 @@ def run_search(*, data, space, name: str, out_dir, n_folds: int = 5, scheduler: 
                           "or digit (it names a folder and an MLflow experiment)")
     if int(n_folds) < 2:
         raise SearchError(f"--folds {n_folds}: cross-validation needs at least 2 folds")
+    if augment not in ("random", "off"):
+        raise SearchError(f"--augment {augment!r}: use 'random' or 'off'")
     out_dir = Path(_absolute(out_dir))
     search_dir = out_dir / name
     if (search_dir / SEARCH_FILE).is_file():
@@ -188,6 +191,8 @@ def run_search(*, data, space, name: str, out_dir, n_folds: int = 5, scheduler: 
     trial_configs = _trial_configs(list(configs), int(n_folds), len(categories), weights_dir)
     for trial in trial_configs:  # frozen trunks' outputs, computed once per search (trainables/feature_cache.py)
         trial["feature_cache_dir"] = str(search_dir / "feature_cache")
+        if augment == "off":
+            trial["augment_views"] = 0
 
     cluster = connect(address)
     check_resources(float(cpus_per_trial), float(gpus_per_trial))
@@ -204,7 +209,7 @@ def run_search(*, data, space, name: str, out_dir, n_folds: int = 5, scheduler: 
         "cpus_per_trial": cpus_per_trial, "max_concurrent": max_concurrent, "max_failures": max_failures,
         "weights_dir": weights_dir, "tracking_uri": tracking_uri, "storage_path": storage_path,
         "experiment": experiment, "nodes": n_nodes, "cluster_cpus": cluster.get("CPU", 0),
-        "cluster_gpus": cluster.get("GPU", 0),
+        "cluster_gpus": cluster.get("GPU", 0), "augment": augment,
     }
     # Tracking first: a refused experiment name then leaves no search.json, so the same --name can be fixed.
     open_search_tracking(search_dir, tracking_uri, name, {k: v for k, v in settings.items()
