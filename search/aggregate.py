@@ -25,6 +25,10 @@ What each column of the fold table means (all per config, over its folds):
   0 on CPU-only trials, where `cpu_seconds_per_epoch` = cpus x steady_epoch_time_s says the cost instead).
 - `total_gpu_seconds`: sum over every fold trial (done or not) of gpus x its training time in seconds:
   Ray's `time_total_s` when trials.csv has it, else epochs_done x epoch time (steady when known).
+- `feature_pass_seconds`: the config's share of the one-off frozen-trunk feature passes its cached trials
+  used (each pass split evenly over every cached trial of the search with the same backbone, source
+  weights, freeze and image size); 0 without the cache. `total_train_seconds_amortised`:
+  `total_train_seconds` with each pass moved from the trial that happened to run it to that even split.
 """
 from __future__ import annotations
 
@@ -109,6 +113,25 @@ def _trial_costs(trials: pd.DataFrame) -> pd.DataFrame:
     }, index=trials.index)
 
 
+# Trials that share these values share one frozen-trunk feature pass (trainables/feature_cache.py).
+TRUNK_COLUMNS = ("backbone", "source_weights", "freeze", "image_size")
+
+
+def _feature_pass_shares(trials: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """(each trial's share of the one-off feature passes it used, the pass seconds it ran itself).
+    A pass is run by one trial and used by every cached trial with the same trunk: its seconds are
+    split evenly over them. Trials without the cache get 0."""
+    used = _numeric(trials, "feature_cache_hit").fillna(0.0) > 0
+    ran = _numeric(trials, "feature_pass_s").fillna(0.0) * _numeric(trials, "feature_pass_here").fillna(0.0)
+    share = pd.Series(0.0, index=trials.index)
+    trunk = [name for name in TRUNK_COLUMNS if name in trials.columns]
+    if used.any() and trunk:
+        groups = trials.loc[used, trunk].astype(str).agg("|".join, axis=1)
+        per_group = ran[used].groupby(groups).sum() / groups.groupby(groups).size()
+        share[used] = groups.map(per_group).to_numpy()
+    return share, ran
+
+
 def fold_table(trials: pd.DataFrame, *, n_folds: int | None = None) -> pd.DataFrame:
     """One row per config from one row per (config, fold) trial; see the module docstring for columns.
 
@@ -162,6 +185,10 @@ def fold_table(trials: pd.DataFrame, *, n_folds: int | None = None) -> pd.DataFr
     table["cost_from_first_epoch"] = table["first_epoch_time_s"].notna()
     table["total_train_seconds"] = costs["train_seconds"].groupby(config_ids, sort=False).sum(min_count=1)
     table["total_gpu_seconds"] = costs["gpu_seconds"].groupby(config_ids, sort=False).sum(min_count=1)
+    share, ran = _feature_pass_shares(trials)  # the cached trials' one-off feature pass, amortised
+    table["feature_pass_seconds"] = share.groupby(config_ids, sort=False).sum()
+    table["total_train_seconds_amortised"] = (
+        table["total_train_seconds"] - ran.groupby(config_ids, sort=False).sum() + table["feature_pass_seconds"])
     table = table.reset_index(drop="config_id" in table.columns)
     if "cv_val_auc_mean" not in table:
         return table

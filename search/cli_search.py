@@ -50,6 +50,9 @@ def register(subparsers) -> None:
                         help="what a finished trial keeps: its final weights without optimizer state (final, "
                              "default) or nothing (none); running trials always keep their last checkpoint")
     parser.add_argument("--seed", metavar="N", type=int, default=0, help="seed of sampled keys and folds (default 0)")
+    parser.add_argument("--augment", default="random", choices=("random", "off"),
+                        help="training augmentation (default random); off lets methods A/B train from a frozen "
+                             "trunk's cached features, computed once per search")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a space key, YAML-valued (e.g. --set epochs=2 --set image_size=64)")
     parser.set_defaults(func=search_command)
@@ -102,5 +105,5 @@ def search_command(args: argparse.Namespace) -> int:
         overrides=parse_overrides(args.overrides), available_sources=available, weights_dir=args.weights_dir,
         seed=args.seed, grace_period=args.grace_period, reduction_factor=args.reduction_factor,
         data_mode=args.data_mode, objectives=objectives, keep_checkpoints=args.keep_checkpoints,
-        allow_unauthenticated_tracking=args.allow_unauthenticated_tracking)
+        allow_unauthenticated_tracking=args.allow_unauthenticated_tracking, augment=args.augment)
     return 0

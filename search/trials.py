@@ -17,7 +17,7 @@ from search.lazy import lazy_classes
 TRIAL_CONFIG_KEY = "trial_config"
 
 # Keys the driver adds to a config for the trial (ARCHITECTURE §6); not searched, not part of config_id.
-DRIVER_KEYS = ("weights_dir", "checkpoint_every", "n_classes")
+DRIVER_KEYS = ("weights_dir", "checkpoint_every", "n_classes", "feature_cache_dir")
 
 # Result keys filled in by Tune itself; everything else numeric in a result came from the trainable.
 TUNE_RESULT_KEYS = frozenset({

@@ -158,7 +158,7 @@ def run_search(*, data, space, name: str, out_dir, n_folds: int | None = None, s
                weights_dir=None, trainable=None, seed: int = 0, grace_period: int = 1,
                reduction_factor: float = 3, progress_interval_s: float = 15.0, data_mode: str = "auto",
                objectives: dict[str, str] | None = None, allow_unauthenticated_tracking: bool = False,
-               keep_checkpoints: str = "final") -> Path:
+               keep_checkpoints: str = "final", augment: str = "random") -> Path:
     """Run a new search named `name` under `out_dir`; returns the search folder (ARCHITECTURE.md §7).
 
     `objectives` (fold-table column -> max|min; default cv_val_auc_mean:max, trainable_params:min) are the
@@ -176,6 +176,8 @@ def run_search(*, data, space, name: str, out_dir, n_folds: int | None = None, s
         n_folds = (None if hasattr(data, "load") else dataset_folds(_absolute(data))) or DEFAULT_FOLDS
     if int(n_folds) < 2:
         raise SearchError(f"--folds {n_folds}: cross-validation needs at least 2 folds")
+    if augment not in ("random", "off"):
+        raise SearchError(f"--augment {augment!r}: use 'random' or 'off'")
     out_dir = Path(_absolute(out_dir))
     search_dir = out_dir / name
     if (search_dir / SEARCH_FILE).is_file():
@@ -191,7 +193,7 @@ def run_search(*, data, space, name: str, out_dir, n_folds: int | None = None, s
                              trainable=trainable, seed=seed, grace_period=grace_period,
                              reduction_factor=reduction_factor, progress_interval_s=progress_interval_s,
                              data_mode=data_mode, keep_checkpoints=keep_checkpoints, objectives=objectives,
-                             allow_unauthenticated_tracking=allow_unauthenticated_tracking)
+                             allow_unauthenticated_tracking=allow_unauthenticated_tracking, augment=augment)
     except Exception:
         if not (search_dir / SEARCH_FILE).is_file():  # refused before it started: leave nothing behind
             for path in reversed(created):
@@ -203,7 +205,7 @@ def _start_search(*, data, space, name, out_dir: Path, search_dir: Path, n_folds
                   gpus_per_trial, cpus_per_trial, max_concurrent, address, storage, tracking_uri, max_failures,
                   overrides, available_sources, weights_dir, trainable, seed, grace_period, reduction_factor,
                   progress_interval_s, data_mode, keep_checkpoints, objectives,
-                  allow_unauthenticated_tracking) -> Path:
+                  allow_unauthenticated_tracking, augment) -> Path:
     from ray import tune
 
     from search.cluster import check_resources, check_weights, connect, preflight
@@ -227,6 +229,10 @@ def _start_search(*, data, space, name, out_dir: Path, search_dir: Path, n_folds
     if trainable is None:  # the real trial loads source weights; a caller's own trainable may not
         check_weights(list(configs), weights_dir)
     trial_configs = _trial_configs(list(configs), int(n_folds), len(categories), weights_dir)
+    for trial in trial_configs:  # frozen trunks' outputs, computed once per search (trainables/feature_cache.py)
+        trial["feature_cache_dir"] = str(search_dir / "feature_cache")
+        if augment == "off":
+            trial["augment_views"] = 0
 
     cluster = connect(address, worker_environment())
     check_resources(float(cpus_per_trial), float(gpus_per_trial))
@@ -246,6 +252,7 @@ def _start_search(*, data, space, name, out_dir: Path, search_dir: Path, n_folds
         "experiment": experiment, "nodes": n_nodes, "cluster_cpus": cluster.get("CPU", 0),
         "cluster_gpus": cluster.get("GPU", 0), "allow_unauthenticated_tracking": allow_unauthenticated_tracking,
         "keep_checkpoints": keep_checkpoints,
+        "augment": augment,
     }
     # Tracking first: a refused experiment name then leaves no search.json, so the same --name can be fixed.
     open_search_tracking(search_dir, tracking_uri, name, {k: v for k, v in settings.items()
@@ -256,7 +263,7 @@ def _start_search(*, data, space, name, out_dir: Path, search_dir: Path, n_folds
         _trainable(trainable, handle, float(cpus_per_trial), float(gpus_per_trial)),
         param_space={TRIAL_CONFIG_KEY: tune.grid_search(trial_configs)},
         tune_config=tune.TuneConfig(scheduler=chosen, num_samples=1, max_concurrent_trials=max_concurrent,
-                                    reuse_actors=False, trial_dirname_creator=trial_dirname),
+                                    reuse_actors=True, trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
             name=experiment, storage_path=storage_path, verbose=0,
             callbacks=_callbacks(search_dir, int(n_folds), chosen, progress_interval_s, list(configs),

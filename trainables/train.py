@@ -88,6 +88,12 @@ def fit_fold(config: dict, data, *, report: Callable[[dict, Path | None], None],
     if "fold" not in config:
         raise TrainableConfigError("trial config lacks 'fold' (the driver adds it per trial)")
     config = check_config(config)
+    from trainables.trunk import fit_from_cache  # a frozen trunk's output computed once (feature_cache.py)
+
+    cached = fit_from_cache(config, data, report=report, resume_from=resume_from,
+                            checkpoint_root=checkpoint_root, cpus=cpus)
+    if cached is not None:
+        return cached
     fold = split_fold(data, int(config["fold"]))
     if config.get("n_classes", len(fold.categories)) != len(fold.categories):
         raise TrainableConfigError(
@@ -102,8 +108,8 @@ def fit_fold(config: dict, data, *, report: Callable[[dict, Path | None], None],
     preprocessing = get_backbone(config["backbone"]).preprocessing
     common = dict(image_size=config["image_size"], batch_size=config["batch_size"],
                   preprocessing=preprocessing, seed=int(config["seed"]))
-    train_data = make_dataset(fold.train_x, fold.train_y, training=True,
-                              drop_remainder=plan.drop_remainder, **common)
+    train_data = make_dataset(fold.train_x, fold.train_y, training=True, drop_remainder=plan.drop_remainder,
+                              augment=False if config.get("augment_views") == 0 else None, **common)
     val_data = make_dataset(fold.val_x, fold.val_y, training=False, **common)
 
     with strategy.scope():
@@ -142,6 +148,9 @@ def train_fold(config: dict, data) -> None:
     import ray
     from ray import tune
 
+    import keras
+
+    keras.backend.clear_session()  # a reused actor (search reuses them): forget the previous trial's models
     flat = dict(config.get(TUNE_CONFIG_KEY, config))
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
 
