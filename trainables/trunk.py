@@ -5,7 +5,8 @@ two models that share its layers and variables:
 
     trunk  image -> the frozen part's output: A the pooled vector (avg_pool), B the activation at the
            freeze boundary (e.g. conv4_block6_out)
-    part   that output -> predictions: A dropout + dense; B the backbone's remaining stages + head
+    part   that output -> logits: A dropout + dense; B the backbone's remaining stages + head (without the
+           sigmoid: the loss reads logits, as in fit_fold's `logits_view`)
 
 Only `part` is trained, on batches drawn from the cached features in the same seeded order as the image
 pipeline would draw images, so the trained weights match training on images (augmentation off) within
@@ -34,7 +35,7 @@ def split_model(model, config: dict):
     import keras
 
     from trainables.backbones import get_backbone
-    from trainables.model import backbone_of
+    from trainables.model import LOGITS_LAYER, backbone_of
 
     if config["method"] == "A":
         boundary = model.get_layer("avg_pool").output
@@ -48,7 +49,7 @@ def split_model(model, config: dict):
         rest = keras.Model(end, backbone.output, name="trainable_stages")  # the sub-graph after the boundary
         features = keras.Input(tuple(end.shape[1:]), name="features")
         hidden = model.get_layer("avg_pool")(rest(features))
-    outputs = model.get_layer("predictions")(model.get_layer("dropout")(hidden))
+    outputs = model.get_layer(LOGITS_LAYER)(model.get_layer("dropout")(hidden))
     return trunk, keras.Model(features, outputs, name="trainable_part")
 
 
@@ -76,6 +77,8 @@ def fit_from_cache(config: dict, data, *, report: Callable, resume_from=None, ch
 
     images, labels, manifest, categories = data.load()
     cv_rows, train_at, val_at = fold_positions(manifest, int(config["fold"]))
+    val_ids = (manifest["image_id"].astype(str).to_numpy()[cv_rows][val_at].tolist()
+               if "image_id" in manifest else [])
     labels = np.asarray(labels, dtype=np.float32)[cv_rows]
     if len(train_at) == 0 or len(val_at) == 0:
         return None  # fit_fold explains the empty fold
@@ -106,7 +109,7 @@ def fit_from_cache(config: dict, data, *, report: Callable, resume_from=None, ch
         _TENSORS.clear()
         _TENSORS[key] = tf.constant(np.asarray(features))
     return _fit_part(model, part, _TENSORS[key], labels, train_at, val_at, categories, config, plan, strategy,
-                     beta_p=beta_p, beta_n=beta_n, report=report, resume_from=resume_from,
+                     beta_p=beta_p, beta_n=beta_n, report=report, resume_from=resume_from, val_ids=val_ids,
                      checkpoint_root=checkpoint_root,
                      cache_metrics={"feature_cache_hit": 1.0, "feature_pass_s": float(meta["pass_seconds"]),
                                     "feature_pass_here": 1.0 if computed_here else 0.0})
@@ -153,14 +156,15 @@ def feature_batches(features, labels, positions, *, batch_size: int, training: b
 
 
 def _fit_part(model, part, features, labels, train_at, val_at, categories, config, plan, strategy, *,
-              beta_p, beta_n, report, resume_from, checkpoint_root, cache_metrics):
+              beta_p, beta_n, report, resume_from, checkpoint_root, cache_metrics, val_ids):
     import tempfile
 
     import keras
 
     from trainables.checkpoint import restore_checkpoint, save_checkpoint
     from trainables.losses import weighted_bce
-    from trainables.model import parameter_counts
+    from trainables.model import logits_view, parameter_counts
+    from trainables.predictions import write_predictions
     from trainables.report import epoch_reporter
 
     seed, batch_size = int(config["seed"]), int(config["batch_size"])
@@ -171,17 +175,24 @@ def _fit_part(model, part, features, labels, train_at, val_at, categories, confi
         optimizer = keras.optimizers.Adam(learning_rate=config["learning_rate"])
         loss = weighted_bce(beta_p, beta_n)
         part.compile(optimizer=optimizer, loss=loss, jit_compile=plan.jit_compile,
-                     metrics=[keras.metrics.BinaryAccuracy(name="binary_accuracy")])
-        model.compile(optimizer=optimizer, loss=loss)  # so that checkpoints hold the optimizer, as today
-        initial_epoch = restore_checkpoint(model, resume_from, config=config) if resume_from else 0
+                     # threshold 0 on logits is 0.5 on probabilities
+                     metrics=[keras.metrics.BinaryAccuracy(name="binary_accuracy", threshold=0.0)])
+        # Checkpoints as fit_fold writes them: the full network's logits view with the (shared) optimizer.
+        trainer = logits_view(model)
+        trainer.compile(optimizer=optimizer, loss=loss)
+        initial_epoch = restore_checkpoint(trainer, resume_from, config=config) if resume_from else 0
     trainable, total = parameter_counts(model)
     root = Path(checkpoint_root) if checkpoint_root else Path(tempfile.mkdtemp(prefix="cxrtune-ckpt-"))
     reporter = epoch_reporter(
         validation_data=val_data, validation_labels=labels[val_at], categories=list(categories),
         beta_p=beta_p, beta_n=beta_n, n_train=len(train_at), report=report,
-        save_checkpoint=lambda epoch: save_checkpoint(model, root / f"epoch_{epoch:04d}", epoch=epoch, config=config),
+        save_checkpoint=lambda epoch: save_checkpoint(trainer, root / f"epoch_{epoch:04d}", epoch=epoch,
+                                                      config=config, optimizer_state=epoch < config["epochs"]),
         checkpoint_every=config["checkpoint_every"], last_epoch=config["epochs"],
         fixed_metrics={"trainable_params": trainable, "total_params": total, "gpus": plan.gpus, **cache_metrics},
+        save_predictions=lambda folder, scores, epoch: write_predictions(
+            folder, image_ids=val_ids, categories=list(categories), probabilities=scores,
+            labels=labels[val_at], epoch=epoch) if val_ids else None,
     )
     if initial_epoch < config["epochs"]:
         part.fit(train_data, epochs=config["epochs"], initial_epoch=initial_epoch, callbacks=[reporter],
