@@ -255,7 +255,7 @@ def clinical_evaluation(outcome: FinalOutcome, results, summary: dict, *, n_boot
     try:
         clinical = evaluate_model(outcome.model_path, summary["root"], split="test", n_bootstrap=max(10, n_bootstrap),
                                   seed=int(outcome.config["seed"]), search_dir=results.search_dir,
-                                  val_predictions=_search_validation_predictions(results, outcome.config["config_id"]))
+                                  val_predictions=_search_validation_predictions(results, outcome.config.get("config_id")))
     except (SearchError, DataError) as error:
         return f"clinical evaluation skipped: {error}"
     return clinical
@@ -278,7 +278,7 @@ def _log_mlflow_model(client, run_id: str, outcome: FinalOutcome) -> None:
         client.log_artifacts(run_id, str(saved), artifact_path="model")
 
 
-def _search_validation_predictions(results, config_id: str):
+def _search_validation_predictions(results, config_id: str | None):
     """The chosen config's pooled out-of-fold validation predictions (one column per category), on which the
     evaluation chooses thresholds and temperatures; None (evaluate's own validation fold) when its folds saved
     none, e.g. a search from before they were saved."""
@@ -286,6 +286,8 @@ def _search_validation_predictions(results, config_id: str):
 
     from search.results import load_oof_predictions
 
+    if config_id is None:
+        return None
     try:
         oof = load_oof_predictions(results, config_id)
     except SearchError:
