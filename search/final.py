@@ -157,12 +157,7 @@ def train_final(name, *, out_dir=None, config_id: str | None = None, epochs: int
     outcome.clinical = clinical_evaluation(outcome, results, summary, n_bootstrap=n_bootstrap)
     _log_and_register(outcome, results, registered_name or f"cxrtune-{results.name}",
                       n_train=int((manifest["split"] == "cv").sum()))
-    if outcome.run_id and not isinstance(outcome.clinical, str):
-        from search.evaluation_report import log_evaluation
-
-        clinical = outcome.clinical
-        log_evaluation(results.mlflow_runs["tracking_uri"], outcome.run_id, clinical.evaluation, clinical.paths,
-                       clinical.model_card)
+    log_clinical_evaluation(outcome, results)
     return outcome
 
 
@@ -259,6 +254,18 @@ def clinical_evaluation(outcome: FinalOutcome, results, summary: dict, *, n_boot
     except (SearchError, DataError) as error:
         return f"clinical evaluation skipped: {error}"
     return clinical
+
+
+def log_clinical_evaluation(outcome: FinalOutcome, results) -> None:
+    """The evaluation's figures, files and model card to the final MLflow run (model.json, thresholds and
+    temperatures included, already travels inside the registered model)."""
+    if not outcome.run_id or outcome.clinical is None or isinstance(outcome.clinical, str):
+        return
+    from search.evaluation_report import log_evaluation
+
+    clinical = outcome.clinical
+    log_evaluation(results.mlflow_runs["tracking_uri"], outcome.run_id, clinical.evaluation, clinical.paths,
+                   clinical.model_card)
 
 
 def _log_mlflow_model(client, run_id: str, outcome: FinalOutcome) -> None:

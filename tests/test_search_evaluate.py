@@ -171,13 +171,14 @@ def test_temperature_scaling_repairs_a_model_made_over_confident(evaluated, tmp_
 
 
 def test_train_final_hook_evaluates_the_test_part_and_logs_to_the_final_run(evaluated, tmp_path):
-    """What train-final does after registering: evaluate, then metrics, files, card and model.json to its run."""
+    """What train-final does around registering: evaluate (thresholds into model.json), then metrics, files and
+    the card to its run."""
     import shutil
     from types import SimpleNamespace
 
     from mlflow.tracking import MlflowClient
 
-    from search.final import FinalOutcome, clinical_evaluation
+    from search.final import FinalOutcome, clinical_evaluation, log_clinical_evaluation
 
     root, model_path = evaluated
     shutil.copytree(model_path.parent, tmp_path / "model")
@@ -186,11 +187,13 @@ def test_train_final_hook_evaluates_the_test_part_and_logs_to_the_final_run(eval
     run_id = client.create_run(client.create_experiment("final")).info.run_id
     outcome = FinalOutcome({"seed": 0}, tmp_path / "model" / "model.keras", {}, run_id=run_id)
     results = SimpleNamespace(mlflow_runs={"tracking_uri": uri}, search_dir=tmp_path)
-    clinical = clinical_evaluation(outcome, results, {"root": str(root / "prepared")}, n_bootstrap=20)
+    clinical = outcome.clinical = clinical_evaluation(outcome, results, {"root": str(root / "prepared")},
+                                                      n_bootstrap=20)
     assert clinical.evaluation.settings["split"] == "test"
+    log_clinical_evaluation(outcome, results)
     metrics = client.get_run(run_id).data.metrics
     assert "clinical_subgroup_gaps_flagged" in metrics and "clinical_auc_macro" in metrics
-    assert {"model_card.md", "evaluation", "model"} == {a.path for a in client.list_artifacts(run_id)}
+    assert {"model_card.md", "evaluation"} == {a.path for a in client.list_artifacts(run_id)}
     assert "evaluation/subgroups.csv" in {a.path for a in client.list_artifacts(run_id, "evaluation")}
     logged = json.loads((tmp_path / "model" / "model.json").read_text())
     assert set(logged["clinical"]["thresholds"]) == set(CATEGORIES)
