@@ -27,14 +27,33 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def _start_session_ray():
+    import ray
+
+    # address="local": always start our own, never attach to a cluster another process left running.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """One local Ray runtime for the whole session (starting one costs several seconds)."""
     import ray
 
     if not ray.is_initialized():
-        # address="local": always start our own, never attach to a cluster another process left running.
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+        _start_session_ray()
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def own_ray_runtime():
+    """The code under test starts Ray itself, as a user's run does (search.cluster.connect: workers' lines
+    forwarded to the terminal, their quiet environment); the session's runtime, if any, is back after."""
+    import ray
+
+    was_running = ray.is_initialized()
+    ray.shutdown()
+    yield
+    ray.shutdown()
+    if was_running:
+        _start_session_ray()

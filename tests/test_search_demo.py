@@ -17,7 +17,7 @@ NATIVE_LOG_LINE = re.compile(r"\b[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\]"
 DEMO_SIZE_BOUND_MB = 300
 
 
-def test_reduced_demo_leaves_store_table_and_front(tmp_path, capfd, monkeypatch):
+def test_reduced_demo_leaves_store_table_and_front(tmp_path, capfd, monkeypatch, own_ray_runtime):
     # What `cxrtune demo` sets (search/quiet.py); conftest's own default (2) would let C++ errors through.
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
     settings = DemoSettings(hospital_images=80, nih_images=60, render_size=64, image_size=32, n_folds=2,

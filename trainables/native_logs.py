@@ -42,4 +42,7 @@ def import_tensorflow_quietly() -> None:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with silenced_stderr():
-        import tensorflow  # noqa: F401
+        import tensorflow
+    # TensorFlow's Python warnings (e.g. "N out of the last M calls ... triggered tf.function retracing",
+    # which counts every new model a reused trial worker builds as a retrace) are not for the terminal.
+    tensorflow.get_logger().setLevel("ERROR")

@@ -145,6 +145,9 @@ def fit_fold(config: dict, data, *, report: Callable[[dict, Path | None], None],
 
 def train_fold(config: dict, data) -> None:
     """Ray Tune function trainable: `tune.with_parameters(train_fold, data=handle)`."""
+    from trainables.native_logs import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # before `import keras`, which imports TensorFlow: no native start-up lines
     import ray
     from ray import tune
 
