@@ -2,8 +2,8 @@
 
 `write_hospital` writes DICOM files in subfolders plus `labels.csv` (the study's 19 sub-category names);
 `write_nih` writes PNGs plus NIH's `Data_Entry_2017.csv`, `train_val_list.txt` and `test_list.txt`.
-Both draw patients with data/render.py and findings with data/render_findings.py (via data/render_study.py
-for the hospital's sub-categories), so their findings share signatures.
+Both draw patients with data/synthetic/render.py and findings with data/synthetic/findings.py (via
+data/synthetic/findings_study.py for the hospital's sub-categories), so their findings share signatures.
 Everything is a function of `seed`: each patient and each image has its own random
 stream (numpy SeedSequence keyed by seed and index), so the same seed writes the same bytes.
 
@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from data.errors import DataError
-from data.render import draw_chest, render_chest
-from data.render_findings_nih import NIH_SIGNATURES
-from data.render_study import STUDY_SIGNATURES
-from data.synthetic_dicom import (TRANSFER_SYNTAXES, dicom_path, fake_patient, make_study, radiograph_dataset,
+from data.synthetic.render import draw_chest, render_chest
+from data.synthetic.findings_nih import NIH_SIGNATURES
+from data.synthetic.findings_study import STUDY_SIGNATURES
+from data.synthetic.dicom import (TRANSFER_SYNTAXES, dicom_path, fake_patient, make_study, radiograph_dataset,
                                   seeded_uid, write_dicom, write_duplicates, write_outliers)
 
 PREVALENCES = ("study", "balanced", "study-multilabel")
@@ -235,8 +235,8 @@ _HOSPITAL_CATEGORY_OF = {name: category for category, (_, shares) in HOSPITAL_CA
 
 
 def _sex_effect(value, findings):
-    """None, or a checked data.render_effects.SexEffect (from one or from 'FINDING:SEX:STRENGTH')."""
-    from data.render_effects import SexEffect
+    """None, or a checked data.synthetic.effects.SexEffect (from one or from 'FINDING:SEX:STRENGTH')."""
+    from data.synthetic.effects import SexEffect
 
     if value is None:
         return None
@@ -245,7 +245,7 @@ def _sex_effect(value, findings):
 
 def _signatures(names, signatures, sex: str, effect, category_of=None):
     """The findings' signatures; the planted effect's finding fainter for its sex (issue 16's subgroup test)."""
-    from data.render_effects import fainter
+    from data.synthetic.effects import fainter
 
     def planted(name: str) -> bool:
         return effect is not None and sex == effect.sex and (category_of or {}).get(name, name) == effect.finding
