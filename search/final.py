@@ -34,7 +34,7 @@ class FinalOutcome:
     run_id: str | None = None
     registered: str | None = None  # "name version N"
     history: list[dict] = field(default_factory=list)
-    clinical: object = None  # search.evaluate.EvaluationOutcome, or why it was skipped (str)
+    clinical: object = None  # search.evaluation.clinical.EvaluationOutcome, or why it was skipped (str)
 
     def summary_lines(self) -> list[str]:
         m = self.metrics
@@ -145,7 +145,7 @@ def train_final(name, *, out_dir=None, config_id: str | None = None, epochs: int
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     y_true, y_score = _test_predictions(model, handle, trial_config)
-    from search.evaluation import score_test_set
+    from search.evaluation.auc import score_test_set
 
     metrics = score_test_set(y_true, y_score, categories, n_resamples=n_bootstrap, seed=int(config["seed"]))
     model_dir = Path(model_dir) if model_dir else results.search_dir / "final" / chosen
@@ -243,7 +243,7 @@ def clinical_evaluation(outcome: FinalOutcome, results, summary: dict, *, n_boot
     """`cxrtune evaluate` on the test part (thresholds and temperatures saved into model.json); a one-line
     reason (str) instead when it cannot run, since the model is already saved."""
     from data.errors import DataError
-    from search.evaluate import evaluate_model
+    from search.evaluation.clinical import evaluate_model
 
     if not summary.get("root"):
         return "clinical evaluation skipped: the search's data has no prepared path (run `cxrtune evaluate --data`)"
@@ -261,7 +261,7 @@ def log_clinical_evaluation(outcome: FinalOutcome, results) -> None:
     temperatures included, already travels inside the registered model)."""
     if not outcome.run_id or outcome.clinical is None or isinstance(outcome.clinical, str):
         return
-    from search.evaluation_report import log_evaluation
+    from search.evaluation.figures import log_evaluation
 
     clinical = outcome.clinical
     log_evaluation(results.mlflow_runs["tracking_uri"], outcome.run_id, clinical.evaluation, clinical.paths,
