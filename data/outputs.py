@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from data.conversion import ConversionSettings, convert_one
+from data.batch_conversion import ConversionSettings, convert_one
 from data.demographics import DEMOGRAPHIC_COLUMNS
 from data.dicom import OTHER_VALUE, VIEW_POSITION_TERMS, clean_code_string
 from data.labels import Taxonomy, drop_least_category, drop_rare_categories
