@@ -6,7 +6,7 @@ Usage: python benchmarks/synthetic_transfer_data.py N_NIH N_HOSPITAL OUT.npz   (
 import sys, numpy as np, pandas as pd, time
 from pathlib import Path
 from data.synthetic import write_hospital, write_nih
-from data.synthetic.folders import HOSPITAL_CATEGORIES
+from data.synthetic.prevalence import HOSPITAL_CATEGORIES
 from data.image_conversion import convert_image
 from data.nih import read_labels, FINDINGS
 root = Path('/tmp/synthcheck'); import shutil; shutil.rmtree(root, ignore_errors=True)

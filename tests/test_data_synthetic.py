@@ -17,8 +17,8 @@ from data.synthetic.dicom import Patient, Study, radiograph_dataset, write_dicom
 from data.synthetic.findings import SIGNATURES
 from data.synthetic.findings_nih import NIH_SIGNATURES
 from data.synthetic.findings_study import STUDY_SIGNATURES
-from data.synthetic.folders import (HOSPITAL_CATEGORIES, NIH_COUNTS, NIH_HEADER, STUDY_TABLE, hospital_label_texts,
-                                    label_model, write_hospital, write_nih)
+from data.synthetic.folders import NIH_HEADER, hospital_label_texts, write_hospital, write_nih
+from data.synthetic.prevalence import HOSPITAL_CATEGORIES, NIH_COUNTS, STUDY_TABLE, label_model
 from data.synthetic.render import draw_chest, lung_fields, render_chest
 
 TAXONOMIES = Path(__file__).resolve().parents[1] / "data" / "taxonomies"
@@ -424,7 +424,7 @@ def test_categories_are_learnable_from_32_px_pixels_by_a_linear_model():
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
-    from data.synthetic.folders import hospital_subcategories
+    from data.synthetic.prevalence import hospital_subcategories
 
     model, categories = label_model("hospital", "balanced"), list(HOSPITAL_CATEGORIES)
     pixels, labels = [], []

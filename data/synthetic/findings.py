@@ -11,7 +11,8 @@ import numpy as np
 
 from dataclasses import replace
 
-from data.synthetic.render import Canvas, Chest, Signature, ellipse, pick_sides, segment, sigmoid, smooth_noise
+from data.synthetic.render import Canvas, Chest, Signature, pick_sides
+from data.synthetic.shapes import ellipse, segment, sigmoid, smooth_noise
 
 
 

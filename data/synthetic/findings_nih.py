@@ -10,8 +10,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from data.synthetic.render import Canvas, Chest, Signature, blob, ellipse, pick_sides, segment, sigmoid, smooth_noise
 from data.synthetic.findings import SIGNATURES, more_markings
+from data.synthetic.render import Canvas, Chest, Signature, pick_sides
+from data.synthetic.shapes import blob, ellipse, segment, sigmoid, smooth_noise
 
 
 def _effusion(canvas: Canvas, rng: np.random.Generator) -> None:

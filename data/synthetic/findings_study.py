@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from data.synthetic.render import Canvas, Signature, ellipse, segment
 from data.synthetic.findings import SIGNATURES
 from data.synthetic.findings_nih import NIH_SIGNATURES
+from data.synthetic.render import Canvas, Signature
+from data.synthetic.shapes import ellipse, segment
 
 
 def _aortic_wall(canvas: Canvas, rng: np.random.Generator) -> None:
