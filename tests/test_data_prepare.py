@@ -552,7 +552,7 @@ def test_a_corrected_copy_of_the_data_never_reuses_old_images(shared_data, tmp_p
 def test_free_text_in_code_string_headers_never_reaches_an_output(shared_data, tmp_path):
     import pydicom
 
-    from data.dicom import MODALITY_TERMS, clean_code_string
+    from data.dicom_header import MODALITY_TERMS, clean_code_string
 
     assert clean_code_string(" pa ", {"PA"}) == "PA" and clean_code_string(None, {"PA"}) == ""
     assert clean_code_string("LATERAL", {"PA"}) == "other" and clean_code_string("PA\\AP", {"PA"}) == "other"
