@@ -178,7 +178,8 @@ def test_train_final_hook_evaluates_the_test_part_and_logs_to_the_final_run(eval
 
     from mlflow.tracking import MlflowClient
 
-    from search.final import FinalOutcome, clinical_evaluation, log_clinical_evaluation
+    from search.final import FinalOutcome, clinical_evaluation
+    from search.final_mlflow import log_clinical_evaluation
 
     root, model_path = evaluated
     shutil.copytree(model_path.parent, tmp_path / "model")
