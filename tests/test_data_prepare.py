@@ -11,8 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data import load_prepared
-from data import batch_conversion
+from data import batch_conversion, load_prepared
 from data.errors import DataError
 from data.labels import encode_labels, load_taxonomy
 from data.prepare import prepare_hospital, prepare_nih
@@ -275,6 +274,22 @@ def test_a_worker_dying_in_the_pool_keeps_finished_files(synthetic_hospital, tmp
     assert progress_lines(out) == 19  # each remaining file recorded once; none of the first ones again
 
 
+HELD_FILE = "hold-files.txt"  # in the output folder: the files a held conversion never finishes
+HOLD_LIMIT_S = 300  # a held conversion gives up (the test then fails) if nobody kills its run by then
+
+
+def convert_unless_held(task, settings, images_dir):
+    """The real conversion, except for the files listed in HELD_FILE, which wait until their run is killed
+    (module level, so a forkserver worker can unpickle it; a file, since such a worker sees no later env)."""
+    import time
+
+    held = Path(images_dir).parent / HELD_FILE
+    if held.is_file() and task.source_path in held.read_text().split():
+        time.sleep(HOLD_LIMIT_S)
+        raise RuntimeError(f"{task.source_path} was held {HOLD_LIMIT_S} s and its run was never killed")
+    return REAL_CONVERT_ONE(task, settings, images_dir)
+
+
 def test_killed_cli_run_resumes_without_redoing_recorded_files(tmp_path):
     import signal
     import subprocess
@@ -283,26 +298,33 @@ def test_killed_cli_run_resumes_without_redoing_recorded_files(tmp_path):
 
     folder = tmp_path / "in"
     folder.mkdir()
-    for index in range(4):  # JPEG 2000 at 1955 x 1841: about a second each, time enough to kill mid-run
+    for index in range(4):
         shutil.copy(pydicom_testdata("RG1_J2KR.dcm"), folder / f"copy{index}.dcm")
     (folder / "labels.csv").write_text("image,labels\n" + "".join(f"copy{i}.dcm,normal\n" for i in range(4)))
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "search.cli", "prepare", str(folder), "--out", str(out), "--image-size", "64",
-               "--salt", SALT, "--workers", "2", "--quiet"]
-    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out.mkdir()
+    (out / HELD_FILE).write_text("copy2.dcm copy3.dcm")  # the run records copy0 and copy1, then waits to be killed
+    arguments = ["prepare", str(folder), "--out", str(out), "--image-size", "64", "--salt", SALT, "--workers", "2",
+                 "--quiet"]
+    held_run = ("import sys; from data import batch_conversion; from test_data_prepare import convert_unless_held; "
+                "batch_conversion.convert_one = convert_unless_held; from search.cli import main; "
+                "sys.exit(main(sys.argv[1:]))")
+    tests_dir = Path(__file__).resolve().parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tests_dir.parent), str(tests_dir)]))
+    process = subprocess.Popen([sys.executable, "-c", held_run, *arguments], start_new_session=True, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         if (out / batch_conversion.PROGRESS_FILE).is_file() and progress_lines(out) >= 2:
             break
         time.sleep(0.05)
-    if process.poll() is not None:
-        pytest.skip("the run finished before it could be killed (a machine much faster than expected)")
+    assert process.poll() is None, "the held run ended before it was killed"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    killed_at = progress_lines(out)
-    assert 2 <= killed_at and not (out / "manifest.csv").exists()
+    assert progress_lines(out) == 2 and not (out / "manifest.csv").exists()
 
-    assert subprocess.run(command, check=False).returncode == 0
+    (out / HELD_FILE).unlink()
+    assert subprocess.run([sys.executable, "-m", "search.cli", *arguments], check=False).returncode == 0
     records = [json.loads(line) for line in (out / batch_conversion.PROGRESS_FILE).read_text().splitlines()[1:]
                if line.endswith("}")]
     sources = [record["source_path"] for record in records]
