@@ -4,7 +4,7 @@
 
 For each real file kind (JPEG baseline, raw 10-bit, raw 15-bit, JPEG 2000 lossless, RLE) it times
 1. decode only: `pydicom.dcmread(path).pixel_array` (stored values, nothing else), one process;
-2. convert: `data.convert.convert_image` (decode + LUTs + resize + 8-bit), one process, plus PNG writing;
+2. convert: `data.image_conversion.convert_image` (decode + LUTs + resize + 8-bit), one process, plus PNG writing;
 then the whole folder through `prepare_hospital` with 1 worker and with all cores.
 Needs ../shared/data/dicom and the pydicom-data package.
 """
@@ -65,7 +65,7 @@ def decode_only(path: Path):
 
 
 def convert_and_write(path: Path, image_size: int, out: Path):
-    from data.convert import convert_image, write_png_atomic
+    from data.image_conversion import convert_image, write_png_atomic
 
     write_png_atomic(convert_image(path, image_size=image_size), out / f"{path.stem}.png")
 

@@ -3,7 +3,7 @@
     python benchmarks/hash_cost.py
 
 A re-run of `cxrtune prepare` reuses a conversion only when the file's sha256 matches its record
-(`data.conversion.file_fingerprint`), so every re-run reads and hashes every input file once. This prints,
+(`data.batch_conversion.file_fingerprint`), so every re-run reads and hashes every input file once. This prints,
 per real file kind (the same files as convert_throughput.py), the file size, the CPU and wall ms of the
 fingerprint, of pydicom's decoding alone and of the whole conversion, and hashing as a share of converting.
 Needs ../shared/data/dicom and the pydicom-data package.
@@ -23,8 +23,8 @@ from convert_throughput import decode_only, per_image_seconds, real_files  # noq
 
 def main() -> None:
     warnings.simplefilter("ignore")
-    from data.conversion import file_fingerprint
-    from data.convert import convert_image
+    from data.batch_conversion import file_fingerprint
+    from data.image_conversion import convert_image
 
     print(f"{platform.processor() or platform.machine()}, python {platform.python_version()}")
     print(f"{'encoding':32s} {'MB':>6s} {'hash ms':>13s} {'decode ms':>13s} {'convert ms':>13s} {'hash/convert':>12s}"

@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def synthetic_pngs(folder: Path, n_images: int, image_size: int) -> list[Path]:
-    """Synthetic chest radiographs (data/synthetic.py): realistic structure, so PNG decoding costs what it would."""
+    """Synthetic chest radiographs (data/synthetic/): realistic structure, so PNG decoding costs what it would."""
     from data.synthetic import write_nih
 
     write_nih(folder, n_images=n_images, seed=0, image_size=image_size, prevalence="balanced")

@@ -23,7 +23,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from search.aggregate import fold_table  # noqa: E402
-from search.evaluation import score_test_set  # noqa: E402
+from search.evaluation.auc import score_test_set  # noqa: E402
 from search.pareto import pareto_front  # noqa: E402
 
 CATEGORIES = ["aortic_calcification", "arterial_curvature", "abnormal_lung_field", "increased_lung_pattern",

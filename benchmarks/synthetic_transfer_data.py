@@ -1,12 +1,13 @@
 """Data for benchmarks/synthetic_transfer_torch.py: synthetic NIH + hospital sets, written by the real
-writers and read back by the real readers (data.convert.convert_image), stored as one .npz of 64-px arrays.
+writers and read back by the real readers (data.image_conversion.convert_image), stored as one .npz of 64-px arrays.
 
 Usage: python benchmarks/synthetic_transfer_data.py N_NIH N_HOSPITAL OUT.npz   (the figures: 3000 300)
 """
 import sys, numpy as np, pandas as pd, time
 from pathlib import Path
-from data.synthetic import write_hospital, write_nih, HOSPITAL_CATEGORIES
-from data.convert import convert_image
+from data.synthetic import write_hospital, write_nih
+from data.synthetic.prevalence import HOSPITAL_CATEGORIES
+from data.image_conversion import convert_image
 from data.nih import read_labels, FINDINGS
 root = Path('/tmp/synthcheck'); import shutil; shutil.rmtree(root, ignore_errors=True)
 n_nih, n_hosp, size = int(sys.argv[1]), int(sys.argv[2]), 64

@@ -10,9 +10,9 @@ from typing import Any
 
 import pandas as pd
 
-from data.conversion import ConversionSettings, convert_one
+from data.batch_conversion import ConversionSettings, convert_one
 from data.demographics import DEMOGRAPHIC_COLUMNS
-from data.dicom import OTHER_VALUE, VIEW_POSITION_TERMS, clean_code_string
+from data.dicom_header import OTHER_VALUE, VIEW_POSITION_TERMS, clean_code_string
 from data.labels import Taxonomy, drop_least_category, drop_rare_categories
 from data.manifest import manifest_columns, write_csv_atomic, write_json_atomic, write_text_atomic
 from data.privacy import patient_key

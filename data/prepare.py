@@ -12,11 +12,11 @@ from typing import Any
 
 import pandas as pd
 
-from data.conversion import (ConversionSettings, ConversionTask, convert_all, default_workers, file_fingerprints,
-                             output_lock)
-from data.convert import BIT_DEPTHS, convert_image  # noqa: F401  (convert_image is part of this module's API)
-from data.dicom import MODALITY_TERMS
+from data.batch_conversion import (ConversionSettings, ConversionTask, convert_all, default_workers, file_fingerprints,
+                                   output_lock)
+from data.dicom_header import MODALITY_TERMS
 from data.errors import DataError
+from data.image_conversion import BIT_DEPTHS, convert_image  # noqa: F401  (convert_image is part of this module's API)
 from data.labels import Taxonomy, encode_labels, load_taxonomy, read_hospital_labels
 from data.outputs import finish_prepared
 from data.privacy import default_salt_file, resolve_salt, salt_fingerprint

@@ -114,5 +114,5 @@ def pool_context():
     context = get_context("forkserver")
     # The server imports the conversion code once; each worker forked from it then starts in milliseconds
     # instead of importing pydicom, numpy and Pillow again (takes effect when the server starts).
-    context.set_forkserver_preload(["data.conversion", "pydicom", "pydicom.pixels", "PIL.Image"])
+    context.set_forkserver_preload(["data.batch_conversion", "pydicom", "pydicom.pixels", "PIL.Image"])
     return context

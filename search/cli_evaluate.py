@@ -1,4 +1,4 @@
-"""`cxrtune evaluate`: the clinical evaluation of a train-final model (search/evaluate.py).
+"""`cxrtune evaluate`: the clinical evaluation of a train-final model (search/evaluation/clinical.py).
 
 TensorFlow and MLflow are imported inside the command function (keeps `cxrtune --help` fast).
 """
@@ -51,7 +51,7 @@ def parse_specificities(text: str) -> tuple[float, ...]:
 
 
 def run_evaluate(args) -> int:
-    from search.evaluate import evaluate_model
+    from search.evaluation.clinical import evaluate_model
 
     if bool(args.tracking_uri) != bool(args.run_id):
         raise SearchError("--tracking-uri and --run-id go together (the run to log the evaluation to)")
@@ -62,7 +62,7 @@ def run_evaluate(args) -> int:
                              mapping=args.mapping, seed=args.seed, save_to_model=not args.no_save)
     print("\n".join(outcome.summary_lines()))
     if args.run_id:
-        from search.evaluation_report import log_evaluation
+        from search.evaluation.figures import log_evaluation
 
         log_evaluation(args.tracking_uri, args.run_id, outcome.evaluation, outcome.paths, outcome.model_card,
                        args.model.with_suffix(".json"))

@@ -17,7 +17,11 @@ def register(subparsers) -> None:
                     "official test split; only its cv images get folds.",
     )
     parser.add_argument("path", metavar="PATH", help="a prepared dataset folder (from `cxrtune prepare`)")
-    parser.add_argument("--n-folds", type=at_least(2), default=5, help="number of CV folds (default: 5)")
+    parser.add_argument("--folds", dest="n_folds", metavar="K", type=at_least(2), default=5,
+                        help="number of CV folds (default: 5)")
+    # The flag's old spelling, kept so that scripts written before `--folds` (the other commands') still run.
+    parser.add_argument("--n-folds", dest="n_folds", type=at_least(2), default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
     parser.add_argument("--test-fraction", type=fraction_between_0_and_1, default=0.1,
                         help="share of images held out as the test part (default: 0.1; ignored for NIH)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the assignment (default: 0)")

@@ -6,8 +6,9 @@ validation part of one "fold". Nothing is chosen by the test part (no early stop
 selection): the model after the config's last epoch is the one scored and saved.
 
 The model is saved as `model.keras` with `model.json` beside it: categories, image size, bit depth
-and the preprocessing mode, so that `predict` needs nothing else. The MLflow run's `model/` artifact is
-an MLflow pyfunc model around those two files (search/mlflow_model.py), registered as `cxrtune-NAME`:
+and the preprocessing mode, so that `predict` needs nothing else. The MLflow run (search/final_mlflow.py)
+has as `model/` artifact an MLflow pyfunc model around those two files (search/mlflow_model.py), registered
+as `cxrtune-NAME`:
 `mlflow.pyfunc.load_model("models:/cxrtune-NAME/1").predict(...)` and `mlflow models serve` work.
 """
 from __future__ import annotations
@@ -34,7 +35,7 @@ class FinalOutcome:
     run_id: str | None = None
     registered: str | None = None  # "name version N"
     history: list[dict] = field(default_factory=list)
-    clinical: object = None  # search.evaluate.EvaluationOutcome, or why it was skipped (str)
+    clinical: object = None  # search.evaluation.clinical.EvaluationOutcome, or why it was skipped (str)
 
     def summary_lines(self) -> list[str]:
         m = self.metrics
@@ -145,7 +146,7 @@ def train_final(name, *, out_dir=None, config_id: str | None = None, epochs: int
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     y_true, y_score = _test_predictions(model, handle, trial_config)
-    from search.evaluation import score_test_set
+    from search.evaluation.auc import score_test_set
 
     metrics = score_test_set(y_true, y_score, categories, n_resamples=n_bootstrap, seed=int(config["seed"]))
     model_dir = Path(model_dir) if model_dir else results.search_dir / "final" / chosen
@@ -155,8 +156,10 @@ def train_final(name, *, out_dir=None, config_id: str | None = None, epochs: int
     # Evaluated before registering: the thresholds and temperatures it writes into model.json then travel
     # inside the registered MLflow model.
     outcome.clinical = clinical_evaluation(outcome, results, summary, n_bootstrap=n_bootstrap)
-    _log_and_register(outcome, results, registered_name or f"cxrtune-{results.name}",
-                      n_train=int((manifest["split"] == "cv").sum()))
+    from search.final_mlflow import log_and_register, log_clinical_evaluation
+
+    log_and_register(outcome, results, registered_name or f"cxrtune-{results.name}",
+                     n_train=int((manifest["split"] == "cv").sum()))
     log_clinical_evaluation(outcome, results)
     return outcome
 
@@ -203,47 +206,11 @@ def save_final_model(model, model_dir: Path, *, config: dict, categories: list[s
     return model_path
 
 
-def _log_and_register(outcome: FinalOutcome, results, registered_name: str, *, n_train: int) -> None:
-    """One MLflow run under the search's parent run: params, test metrics, the model files; registered."""
-    runs = results.mlflow_runs
-    if not runs.get("tracking_uri") or not runs.get("experiment_id"):
-        return
-    from mlflow.entities import Metric, Param
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=runs["tracking_uri"])
-    from search.report import config_label
-
-    tags = {"mlflow.runName": f"final {config_label(outcome.config)}", "cxrtune.kind": "final",
-            "cxrtune.config_id": outcome.config["config_id"]}
-    if runs.get("parent_run_id"):
-        tags["mlflow.parentRunId"] = runs["parent_run_id"]
-    run_id = client.create_run(str(runs["experiment_id"]), tags=tags).info.run_id
-    params = dict(outcome.config, n_train_images=n_train)
-    metrics = [Metric(key, float(value), 0, 0) for key, value in outcome.metrics.items() if np.isfinite(value)]
-    for row in outcome.history:
-        step = int(row.get("epoch", 0))
-        metrics += [Metric(key, float(row[key]), 0, step) for key in ("train_loss", "epoch_time_s") if key in row]
-    client.log_batch(run_id, metrics=metrics, params=[Param(key, str(value)) for key, value in params.items()])
-    _log_mlflow_model(client, run_id, outcome)
-    try:
-        client.get_registered_model(registered_name)
-    except MlflowException:
-        client.create_registered_model(registered_name, description="cxrtune train-final models")
-    version = client.create_model_version(
-        registered_name, source=f"runs:/{run_id}/model", run_id=run_id,
-        description=f"config {outcome.config['config_id']}, test macro AUC {outcome.metrics['test_auc']:.3f}",
-    )
-    client.set_terminated(run_id)
-    outcome.run_id, outcome.registered = run_id, f"{registered_name} version {version.version}"
-
-
 def clinical_evaluation(outcome: FinalOutcome, results, summary: dict, *, n_bootstrap: int):
     """`cxrtune evaluate` on the test part (thresholds and temperatures saved into model.json); a one-line
     reason (str) instead when it cannot run, since the model is already saved."""
     from data.errors import DataError
-    from search.evaluate import evaluate_model
+    from search.evaluation.clinical import evaluate_model
 
     if not summary.get("root"):
         return "clinical evaluation skipped: the search's data has no prepared path (run `cxrtune evaluate --data`)"
@@ -254,35 +221,6 @@ def clinical_evaluation(outcome: FinalOutcome, results, summary: dict, *, n_boot
     except (SearchError, DataError) as error:
         return f"clinical evaluation skipped: {error}"
     return clinical
-
-
-def log_clinical_evaluation(outcome: FinalOutcome, results) -> None:
-    """The evaluation's figures, files and model card to the final MLflow run (model.json, thresholds and
-    temperatures included, already travels inside the registered model)."""
-    if not outcome.run_id or outcome.clinical is None or isinstance(outcome.clinical, str):
-        return
-    from search.evaluation_report import log_evaluation
-
-    clinical = outcome.clinical
-    log_evaluation(results.mlflow_runs["tracking_uri"], outcome.run_id, clinical.evaluation, clinical.paths,
-                   clinical.model_card)
-
-
-def _log_mlflow_model(client, run_id: str, outcome: FinalOutcome) -> None:
-    """The run's `model/` artifact: an MLflow pyfunc model (MLmodel, signature, input example) wrapping
-    model.keras + model.json, so `mlflow.pyfunc.load_model("models:/NAME/N")` and `mlflow models serve`
-    work (search/mlflow_model.py)."""
-    from search.mlflow_model import save_pyfunc
-
-    sidecar = json.loads(outcome.model_path.with_name(SIDECAR_FILE).read_text())
-    with tempfile.TemporaryDirectory(prefix="cxrtune-mlflow-model-") as scratch:
-        final_model = Path(scratch) / "final_model"  # exactly the two files predict needs
-        final_model.mkdir()
-        for path in (outcome.model_path, outcome.model_path.with_name(SIDECAR_FILE)):
-            shutil.copy2(path, final_model / path.name)
-        saved = save_pyfunc(final_model, Path(scratch) / "model", categories=list(sidecar["categories"]),
-                            image_size=int(sidecar["image_size"]))
-        client.log_artifacts(run_id, str(saved), artifact_path="model")
 
 
 def _search_validation_predictions(results, config_id: str | None):

@@ -55,7 +55,7 @@ def fold_model_predictions(config: dict, checkpoint: Path, test_x, test_y, n_cla
 
 def score_fold_models(results, *, data_path=None) -> pd.DataFrame:
     """One row per (full-budget config, fold model): test_binary_accuracy and test_auc."""
-    from search.evaluation import macro_auc
+    from search.evaluation.auc import macro_auc
     from search.final import _search_data
     from search.results import fold_checkpoint
 

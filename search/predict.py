@@ -88,13 +88,13 @@ def predict_files(model_path, files, *, gradcam_dir=None, calls: str | None = No
             maps.append(gradcam_maps(model, batch_images, batch_probabilities.argmax(axis=1)))
     probabilities = np.concatenate(probabilities)
     if clinical.get("temperatures"):
-        from search.calibration import apply_temperatures
+        from search.evaluation.calibration import apply_temperatures
 
         probabilities = apply_temperatures(probabilities, [clinical["temperatures"].get(c, 1.0) for c in categories])
     for position, row_index in enumerate(readable):
         rows[row_index].update({c: float(p) for c, p in zip(categories, probabilities[position])})
     if calls is not None:
-        from search.operating_points import calls as threshold_calls
+        from search.evaluation.operating_points import calls as threshold_calls
 
         for category, values in threshold_calls(probabilities, categories, clinical["thresholds"], calls).items():
             for position, row_index in enumerate(readable):

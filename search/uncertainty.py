@@ -2,7 +2,7 @@
 
 Per config (every config with saved predictions for all its folds):
 - `oof_auc`: macro AUC (scikit-learn) of its pooled out-of-fold predictions; `auc_ci_low` / `auc_ci_high`:
-  95% percentile bootstrap interval, resampling patients (search/evaluation.py);
+  95% percentile bootstrap interval, resampling patients (search/evaluation/auc.py);
 - `p_vs_best`: two-sided p of a paired patient bootstrap of its macro AUC against the front's highest-AUC
   config (both scored on the same resamples of the images they share);
 - front configs only: `tie_group` (1 = the best config's group) and `tied_with_better`: walking the front
@@ -27,7 +27,7 @@ def _resampled(predictions: dict, results, n_resamples: int, seed: int):
     """(macro AUC per config on all images, resampled macro AUCs per config): every config is scored on the
     SAME patient resamples of the images they all have, so one pass gives both the intervals and, by
     differences, the paired tests (a config's bootstrap is computed once, not once per comparison)."""
-    from search.evaluation import macro_auc, patient_resample_counts, resampled_macro_auc
+    from search.evaluation.auc import macro_auc, patient_resample_counts, resampled_macro_auc
     from search.results import patient_groups
 
     common = sorted(set.intersection(*(set(oof.image_id.tolist()) for oof in predictions.values())))
@@ -46,7 +46,7 @@ def _resampled(predictions: dict, results, n_resamples: int, seed: int):
 
 def add_uncertainty(flagged: pd.DataFrame, results, *, n_resamples: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, str]:
     """`flagged` (a fold table with `on_front`) plus UNCERTAINTY_COLUMNS, and a one-line note on what was done."""
-    from search.evaluation import paired_p_value
+    from search.evaluation.auc import paired_p_value
     from search.results import load_oof_predictions
 
     table = flagged.copy()

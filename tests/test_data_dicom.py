@@ -1,4 +1,4 @@
-"""data.dicom and data.convert on real radiographs: polarity, the LUT chain, encodings, rejections."""
+"""data.dicom and data.image_conversion on real radiographs: polarity, the LUT chain, encodings, rejections."""
 from __future__ import annotations
 
 import warnings
@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.convert import convert_image, fit_square, pixel_content_hash, to_bit_depth
 from data.dicom import UnusableImageError, read_radiograph
+from data.image_conversion import convert_image, fit_square, pixel_content_hash, to_bit_depth
 
 pydicom = pytest.importorskip("pydicom")
 CHEST = "CR-MONO1-10-chest.dcm"

@@ -137,7 +137,7 @@ def write_prepared(root, table, fmt="hospital"):
 def test_cli_writes_folds_into_manifest_and_summary_and_prints_counts(tmp_path, capsys):
     table = random_table(3)
     root = write_prepared(tmp_path / "prepared", table)
-    assert main(["folds", str(root), "--n-folds", "3", "--seed", "2"]) == 0
+    assert main(["folds", str(root), "--folds", "3", "--seed", "2"]) == 0
     printed = capsys.readouterr().out
     manifest = pd.read_csv(root / "manifest.csv", dtype={"patient_key": str})
     summary = json.loads((root / "summary.json").read_text())
@@ -175,3 +175,16 @@ def test_nih_data_prepared_without_the_split_lists_gets_a_test_part_here(tmp_pat
 def test_cli_reports_a_missing_manifest_in_one_line(tmp_path, capsys):
     assert main(["folds", str(tmp_path)]) == 2
     assert "manifest.csv is missing" in capsys.readouterr().err
+
+
+def test_folds_flag_is_spelled_as_elsewhere_and_the_old_spelling_still_works(capsys):
+    from search.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["folds", "p", "--n-folds", "3"]).n_folds == 3
+    assert parser.parse_args(["folds", "p", "--folds", "4"]).n_folds == 4
+    assert parser.parse_args(["folds", "p"]).n_folds == 5
+    with pytest.raises(SystemExit):
+        parser.parse_args(["folds", "--help"])
+    shown = capsys.readouterr().out
+    assert "--folds K" in shown and "--n-folds" not in shown

@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data import conversion
+from data import batch_conversion
 from data.prepare import prepare_hospital
 
 SEED_FILES = ("highdicom_dx_image.dcm", "CR-MONO1-10-chest.dcm", "siim_chest_pa_jpeg_baseline.dcm")
 MUTATIONS_PER_FILE = 12
 SECONDS_PER_FILE_BOUND = 20.0  # a hang detector, not a speed test: real files take well under 1 s here
-REAL_CONVERT_ONE = conversion.convert_one
+REAL_CONVERT_ONE = batch_conversion.convert_one
 # Pixel-module values set to something absurd through pydicom (written with the file's own VRs).
 ABSURD_VALUES = {
     "Rows": [0, 1, 65535], "Columns": [0, 3, 65535], "BitsAllocated": [0, 3, 64, 255],
@@ -95,7 +95,7 @@ def test_mutated_dicom_files_are_each_accounted_for_without_crash_or_hang(shared
             done[name] = mutate(raw, folder / name, rng)
     pd.DataFrame({"image": sorted(done), "labels": "normal"}).to_csv(folder / "labels.csv", index=False)
 
-    monkeypatch.setattr(conversion, "convert_one", timed_convert)
+    monkeypatch.setattr(batch_conversion, "convert_one", timed_convert)
     previous = signal.signal(signal.SIGALRM, lambda *_: pytest.fail("prepare hung on the fuzzed files"))
     signal.alarm(int(SECONDS_PER_FILE_BOUND * len(done) / 2))
     try:
@@ -111,7 +111,7 @@ def test_mutated_dicom_files_are_each_accounted_for_without_crash_or_hang(shared
     accounted = (set(pd.read_csv(out / "manifest.csv")["source_path"]) | set(pd.read_csv(out / "rejects.csv")[
         "source_path"]) | set(pd.read_csv(out / "duplicates.csv")["source_path"]))
     assert accounted == set(done)
-    records = conversion.read_progress(out, summary_settings(out))
+    records = batch_conversion.read_progress(out, summary_settings(out))
     slow = {name: round(record["fuzz_seconds"], 1) for name, record in records.items()
             if record.get("fuzz_seconds", 0.0) > SECONDS_PER_FILE_BOUND}
     assert not slow, slow
@@ -127,7 +127,7 @@ def summary_settings(out: Path):
     """The settings line of the restart record (read_progress checks records against it)."""
     import json
 
-    key = json.loads((out / conversion.PROGRESS_FILE).read_text().splitlines()[0])["settings"]
+    key = json.loads((out / batch_conversion.PROGRESS_FILE).read_text().splitlines()[0])["settings"]
 
     class Recorded:
         def record_key(self):

@@ -11,14 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data import load_prepared
-from data import conversion
+from data import batch_conversion, load_prepared
 from data.errors import DataError
 from data.labels import encode_labels, load_taxonomy
 from data.prepare import prepare_hospital, prepare_nih
 
 SALT = "test-salt"
-REAL_CONVERT_ONE = conversion.convert_one
+REAL_CONVERT_ONE = batch_conversion.convert_one
 
 
 def convert_unless_six_images_exist(task, settings, images_dir):
@@ -55,7 +54,7 @@ def text_outputs(out_dir: Path) -> str:
 
 
 def progress_lines(out_dir: Path) -> int:
-    return len((out_dir / conversion.PROGRESS_FILE).read_text().splitlines()) - 1  # minus the settings line
+    return len((out_dir / batch_conversion.PROGRESS_FILE).read_text().splitlines()) - 1  # minus the settings line
 
 
 @pytest.fixture(scope="module")
@@ -199,11 +198,11 @@ def test_salt_is_never_stored_beside_the_keys(synthetic_hospital, tmp_path, monk
 
 def test_interrupted_run_resumes_and_unchanged_input_converts_nothing(synthetic_hospital, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    monkeypatch.setattr(conversion, "convert_one", convert_five_then_fail)
+    monkeypatch.setattr(batch_conversion, "convert_one", convert_five_then_fail)
     with pytest.raises(RuntimeError, match="worker killed"):
         prepare_hospital(synthetic_hospital, synthetic_hospital / "labels.csv", out, image_size=32, salt=SALT,
                          workers=1, progress=False)
-    monkeypatch.setattr(conversion, "convert_one", REAL_CONVERT_ONE)
+    monkeypatch.setattr(batch_conversion, "convert_one", REAL_CONVERT_ONE)
     (out / "calls.txt").unlink()
     assert progress_lines(out) == 5 and not (out / "manifest.csv").exists()
     assert not [path for path in (out / "images").iterdir() if path.name.startswith(".")]  # no torn PNG
@@ -223,7 +222,7 @@ def test_interrupted_run_resumes_and_unchanged_input_converts_nothing(synthetic_
     assert {path.name: path.stat().st_mtime_ns for path in (out / "images").iterdir()} == pngs
 
     # A line torn by a kill in mid-write is ignored.
-    with (out / conversion.PROGRESS_FILE).open("a") as ledger:
+    with (out / batch_conversion.PROGRESS_FILE).open("a") as ledger:
         ledger.write('{"source_path": "2014/')
     prepare_hospital(synthetic_hospital, synthetic_hospital / "labels.csv", out, image_size=32, salt=SALT,
                      workers=1, progress=False)
@@ -248,7 +247,7 @@ def test_a_second_prepare_on_the_same_folder_is_refused_while_the_first_runs(syn
     out.mkdir()
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        (out / conversion.LOCK_FILE).write_text(str(holder.pid))
+        (out / batch_conversion.LOCK_FILE).write_text(str(holder.pid))
         with pytest.raises(DataError, match=f"another prepare \\(process {holder.pid}\\)"):
             prepare_hospital(synthetic_hospital, synthetic_hospital / "labels.csv", out, image_size=32, salt=SALT,
                              workers=1, progress=False)
@@ -258,21 +257,37 @@ def test_a_second_prepare_on_the_same_folder_is_refused_while_the_first_runs(syn
     # The holder is gone: its lock is stale and taken over; the lock is released at the end.
     prepare_hospital(synthetic_hospital, synthetic_hospital / "labels.csv", out, image_size=32, salt=SALT,
                      workers=1, progress=False)
-    assert not (out / conversion.LOCK_FILE).exists() and (out / "manifest.csv").is_file()
+    assert not (out / batch_conversion.LOCK_FILE).exists() and (out / "manifest.csv").is_file()
 
 
 def test_a_worker_dying_in_the_pool_keeps_finished_files(synthetic_hospital, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    monkeypatch.setattr(conversion, "convert_one", convert_unless_six_images_exist)
+    monkeypatch.setattr(batch_conversion, "convert_one", convert_unless_six_images_exist)
     with pytest.raises(RuntimeError, match="worker died"):
         prepare_hospital(synthetic_hospital, synthetic_hospital / "labels.csv", out, image_size=32, salt=SALT,
                          workers=2, progress=False)
-    monkeypatch.setattr(conversion, "convert_one", REAL_CONVERT_ONE)
+    monkeypatch.setattr(batch_conversion, "convert_one", REAL_CONVERT_ONE)
     recorded = progress_lines(out)
     assert 1 <= recorded < 19 and not (out / "manifest.csv").exists()
     prepare_hospital(synthetic_hospital, synthetic_hospital / "labels.csv", out, image_size=32, salt=SALT,
                      workers=2, progress=False)
     assert progress_lines(out) == 19  # each remaining file recorded once; none of the first ones again
+
+
+HELD_FILE = "hold-files.txt"  # in the output folder: the files a held conversion never finishes
+HOLD_LIMIT_S = 300  # a held conversion gives up (the test then fails) if nobody kills its run by then
+
+
+def convert_unless_held(task, settings, images_dir):
+    """The real conversion, except for the files listed in HELD_FILE, which wait until their run is killed
+    (module level, so a forkserver worker can unpickle it; a file, since such a worker sees no later env)."""
+    import time
+
+    held = Path(images_dir).parent / HELD_FILE
+    if held.is_file() and task.source_path in held.read_text().split():
+        time.sleep(HOLD_LIMIT_S)
+        raise RuntimeError(f"{task.source_path} was held {HOLD_LIMIT_S} s and its run was never killed")
+    return REAL_CONVERT_ONE(task, settings, images_dir)
 
 
 def test_killed_cli_run_resumes_without_redoing_recorded_files(tmp_path):
@@ -283,27 +298,34 @@ def test_killed_cli_run_resumes_without_redoing_recorded_files(tmp_path):
 
     folder = tmp_path / "in"
     folder.mkdir()
-    for index in range(4):  # JPEG 2000 at 1955 x 1841: about a second each, time enough to kill mid-run
+    for index in range(4):
         shutil.copy(pydicom_testdata("RG1_J2KR.dcm"), folder / f"copy{index}.dcm")
     (folder / "labels.csv").write_text("image,labels\n" + "".join(f"copy{i}.dcm,normal\n" for i in range(4)))
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "search.cli", "prepare", str(folder), "--out", str(out), "--image-size", "64",
-               "--salt", SALT, "--workers", "2", "--quiet"]
-    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out.mkdir()
+    (out / HELD_FILE).write_text("copy2.dcm copy3.dcm")  # the run records copy0 and copy1, then waits to be killed
+    arguments = ["prepare", str(folder), "--out", str(out), "--image-size", "64", "--salt", SALT, "--workers", "2",
+                 "--quiet"]
+    held_run = ("import sys; from data import batch_conversion; from test_data_prepare import convert_unless_held; "
+                "batch_conversion.convert_one = convert_unless_held; from search.cli import main; "
+                "sys.exit(main(sys.argv[1:]))")
+    tests_dir = Path(__file__).resolve().parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tests_dir.parent), str(tests_dir)]))
+    process = subprocess.Popen([sys.executable, "-c", held_run, *arguments], start_new_session=True, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
-        if (out / conversion.PROGRESS_FILE).is_file() and progress_lines(out) >= 2:
+        if (out / batch_conversion.PROGRESS_FILE).is_file() and progress_lines(out) >= 2:
             break
         time.sleep(0.05)
-    if process.poll() is not None:
-        pytest.skip("the run finished before it could be killed (a machine much faster than expected)")
+    assert process.poll() is None, "the held run ended before it was killed"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    killed_at = progress_lines(out)
-    assert 2 <= killed_at and not (out / "manifest.csv").exists()
+    assert progress_lines(out) == 2 and not (out / "manifest.csv").exists()
 
-    assert subprocess.run(command, check=False).returncode == 0
-    records = [json.loads(line) for line in (out / conversion.PROGRESS_FILE).read_text().splitlines()[1:]
+    (out / HELD_FILE).unlink()
+    assert subprocess.run([sys.executable, "-m", "search.cli", *arguments], check=False).returncode == 0
+    records = [json.loads(line) for line in (out / batch_conversion.PROGRESS_FILE).read_text().splitlines()[1:]
                if line.endswith("}")]
     sources = [record["source_path"] for record in records]
     assert sorted(sources) == [f"copy{i}.dcm" for i in range(4)]  # each file recorded once: none redone
@@ -507,7 +529,7 @@ def test_a_file_that_kills_its_worker_is_rejected_and_the_run_goes_on(synthetic_
     # A radiograph that would be accepted (not the synthetic CT outlier), so its conversion is attempted.
     killer = [path.relative_to(synthetic_hospital).as_posix() for path in sorted(synthetic_hospital.rglob("*.dcm"))
               if pydicom.dcmread(path, stop_before_pixels=True).Modality != "CT"][3:]
-    monkeypatch.setattr(conversion, "convert_one", kill_worker_on_first_file)
+    monkeypatch.setattr(batch_conversion, "convert_one", kill_worker_on_first_file)
     out = tmp_path / "out"
     out.mkdir()
     (out / "kill-worker-on.txt").write_text(killer[0])
@@ -552,7 +574,7 @@ def test_a_corrected_copy_of_the_data_never_reuses_old_images(shared_data, tmp_p
 def test_free_text_in_code_string_headers_never_reaches_an_output(shared_data, tmp_path):
     import pydicom
 
-    from data.dicom import MODALITY_TERMS, clean_code_string
+    from data.dicom_header import MODALITY_TERMS, clean_code_string
 
     assert clean_code_string(" pa ", {"PA"}) == "PA" and clean_code_string(None, {"PA"}) == ""
     assert clean_code_string("LATERAL", {"PA"}) == "other" and clean_code_string("PA\\AP", {"PA"}) == "other"

@@ -13,13 +13,13 @@ import yaml
 from PIL import Image
 
 from data.errors import DataError
-from data.render import draw_chest, lung_fields, render_chest
-from data.render_findings import SIGNATURES
-from data.render_findings_nih import NIH_SIGNATURES
-from data.render_study import STUDY_SIGNATURES
-from data.synthetic import (HOSPITAL_CATEGORIES, NIH_COUNTS, NIH_HEADER, STUDY_TABLE, hospital_label_texts,
-                            label_model, write_hospital, write_nih)
-from data.synthetic_dicom import Patient, Study, radiograph_dataset, write_dicom
+from data.synthetic.dicom import Patient, Study, radiograph_dataset, write_dicom
+from data.synthetic.findings import SIGNATURES
+from data.synthetic.findings_nih import NIH_SIGNATURES
+from data.synthetic.findings_study import STUDY_SIGNATURES
+from data.synthetic.folders import NIH_HEADER, hospital_label_texts, write_hospital, write_nih
+from data.synthetic.prevalence import HOSPITAL_CATEGORIES, NIH_COUNTS, STUDY_TABLE, label_model
+from data.synthetic.render import draw_chest, lung_fields, render_chest
 
 TAXONOMIES = Path(__file__).resolve().parents[1] / "data" / "taxonomies"
 SMALL = {"n_images": 14, "image_size": 64}
@@ -424,7 +424,7 @@ def test_categories_are_learnable_from_32_px_pixels_by_a_linear_model():
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
-    from data.synthetic import hospital_subcategories
+    from data.synthetic.prevalence import hospital_subcategories
 
     model, categories = label_model("hospital", "balanced"), list(HOSPITAL_CATEGORIES)
     pixels, labels = [], []

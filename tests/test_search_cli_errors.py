@@ -62,7 +62,7 @@ def test_bad_flags_and_hopeless_inputs_answer_in_one_line_before_tensorflow(shar
         "--weights-dir": ["weights", "--weights-dir", str(tmp_path / "missing")],
         "is a file": ["demo", "--out", str(a_file)],
         "--allow-modality": prepare + ["--out", str(tmp_path / "m"), "--allow-modality", "ZZYZX"],
-        "--n-folds": ["folds", str(tmp_path), "--n-folds", "1"],
+        "--folds": ["folds", str(tmp_path), "--folds", "1"],
     }
     ok = prepare + ["--out", str(tmp_path / "ok"), "--workers", "1"]
     outcome = run_cli_cases(list(cases.values()) + [ok], cwd=tmp_path)

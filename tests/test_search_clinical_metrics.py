@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from search.calibration import (apply_temperatures, calibration_rows, expected_calibration_error, fit_temperatures,
-                                reliability_diagram)
-from search.clinical_metrics import (confusion_rates, discrimination, patient_resample_counts,
-                                     weighted_average_precision)
-from search.operating_points import choose_thresholds, operating_point_rows
-from search.subgroups import flagged_gaps, subgroup_rows
+from search.evaluation.calibration import (apply_temperatures, calibration_rows, expected_calibration_error,
+                                           fit_temperatures, reliability_diagram)
+from search.evaluation.clinical_metrics import (confusion_rates, discrimination, patient_resample_counts,
+                                                weighted_average_precision)
+from search.evaluation.operating_points import choose_thresholds, operating_point_rows
+from search.evaluation.subgroups import flagged_gaps, subgroup_rows
 
 
 def test_patient_bootstrap_draws_whole_patients():
@@ -140,7 +140,7 @@ def test_evaluate_refuses_bad_input_in_one_line(tmp_path, capsys):
 
 def test_built_in_study_nih_mapping_both_ways_and_mapped_labels():
     from search.errors import SearchError
-    from search.external import check_mapping, load_mapping, mapped_labels
+    from search.evaluation.external import check_mapping, load_mapping, mapped_labels
 
     forward = load_mapping("study-nih")
     assert (forward["from"], forward["to"]) == ("study", "nih")

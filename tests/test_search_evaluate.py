@@ -157,7 +157,7 @@ def test_temperature_scaling_repairs_a_model_made_over_confident(evaluated, tmp_
     assert main(["evaluate", str(over_confident), "--data", str(root / "prepared"), "--temperature",
                  "--bootstrap", "10", "--out", str(tmp_path / "evaluation")]) == 0
     temperatures = json.loads(over_confident.with_suffix(".json").read_text())["clinical"]["temperatures"]
-    from search.calibration import LOG_T_BOUNDS
+    from search.evaluation.calibration import LOG_T_BOUNDS
 
     fitted = {category: original for category, original in sidecar["clinical"]["temperatures"].items()
               if original > 1.01 * np.exp(LOG_T_BOUNDS[0])}  # not a category its training rows separate perfectly
@@ -178,7 +178,8 @@ def test_train_final_hook_evaluates_the_test_part_and_logs_to_the_final_run(eval
 
     from mlflow.tracking import MlflowClient
 
-    from search.final import FinalOutcome, clinical_evaluation, log_clinical_evaluation
+    from search.final import FinalOutcome, clinical_evaluation
+    from search.final_mlflow import log_clinical_evaluation
 
     root, model_path = evaluated
     shutil.copytree(model_path.parent, tmp_path / "model")

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from search.errors import SearchError
-from search.evaluation import bootstrap_macro_auc, rank_auc, score_test_set
+from search.evaluation.auc import bootstrap_macro_auc, rank_auc, score_test_set
 from search.final import FinalSplit, choose_config
 
 
@@ -31,7 +31,7 @@ def test_rank_auc_equals_scikit_learn_with_ties(seed):
 
 @pytest.mark.parametrize("seed", range(5))
 def test_weighted_auc_equals_rank_auc_on_the_resampled_images(seed):
-    from search.evaluation import weighted_auc
+    from search.evaluation.auc import weighted_auc
 
     rng = np.random.default_rng(seed)
     y_true = rng.integers(0, 2, size=40)

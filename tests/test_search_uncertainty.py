@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search.evaluation import (macro_auc, paired_bootstrap_test, patient_bootstrap_interval, patient_resample_counts,
-                               resampled_macro_auc)
+from search.evaluation.auc import (macro_auc, paired_bootstrap_test, patient_bootstrap_interval,
+                                   patient_resample_counts, resampled_macro_auc)
 
 # Two patients, each with one positive and one negative image (one category).
 # Config a: patient A ranks right (pos 0.9 > neg 0.1), patient B wrong (pos 0.4 < neg 0.6).

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 from data.errors import DataError
-from data.render import Chest, Signature
+from data.synthetic.render import Chest, Signature
 
 PAINTED_LAYERS = ("air", "opacity", "vessels")
 SEXES = ("F", "M")

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from search.clinical_metrics import category_status, interval, patient_resample_counts
-from search.evaluation import weighted_auc
+from search.evaluation.clinical_metrics import category_status, interval, patient_resample_counts
+from search.evaluation.auc import weighted_auc
 
 ATTRIBUTES = ("sex", "age_band", "view_position")
 DEFAULT_GAP = 0.05

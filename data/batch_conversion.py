@@ -18,9 +18,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from data.convert import PNG_SUFFIXES, fit_square, pixel_content_hash, read_png_values, to_bit_depth, write_png_atomic
-from data.dicom import OTHER_VALUE, UnusableImageError, decode_stored_values, display_image, read_dicom_header
+from data.dicom import UnusableImageError, decode_stored_values, display_image, read_dicom_header
+from data.dicom_header import OTHER_VALUE
 from data.errors import DataError
+from data.image_conversion import (PNG_SUFFIXES, fit_square, pixel_content_hash, read_png_values, to_bit_depth,
+                                   write_png_atomic)
 from data.privacy import patient_key
 from data.worker_pool import convert_in_pool
 

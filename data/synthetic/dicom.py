@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.render import draw_chest, render_chest
+from data.synthetic.render import draw_chest, render_chest
 
 CR_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
 DX_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation

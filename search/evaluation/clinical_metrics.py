@@ -4,7 +4,7 @@ A patient's images are not independent (same anatomy, same disease, follow-ups),
 draws patients with replacement and takes all of a drawn patient's images, as often as the patient
 was drawn. Each resample is represented by how often it drew each image (a resamples x images count
 matrix), so every figure is a weighted statistic over the images: AUC through
-`search.evaluation.weighted_auc`, average precision and the confusion-matrix figures here. Every
+`search.evaluation.auc.weighted_auc`, average precision and the confusion-matrix figures here. Every
 figure computed from the same seed sees the same resamples, which makes paired differences (a
 subgroup's gap) honest.
 """
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from search.evaluation import weighted_auc
+from search.evaluation.auc import weighted_auc
 
 CONFIDENCE = 0.95
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from search.calibration import (LOG_T_BOUNDS, apply_temperatures, calibration_rows, fit_temperatures,
-                                reliability_diagram)
-from search.clinical_metrics import discrimination
-from search.operating_points import DEFAULT_SPECIFICITIES, choose_thresholds, operating_point_rows
-from search.subgroups import DEFAULT_GAP, flagged_gaps, subgroup_rows
+from search.evaluation.calibration import (LOG_T_BOUNDS, apply_temperatures, calibration_rows, fit_temperatures,
+                                           reliability_diagram)
+from search.evaluation.clinical_metrics import discrimination
+from search.evaluation.operating_points import DEFAULT_SPECIFICITIES, choose_thresholds, operating_point_rows
+from search.evaluation.subgroups import DEFAULT_GAP, flagged_gaps, subgroup_rows
 
 LOWEST_T, HIGHEST_T = float(np.exp(LOG_T_BOUNDS[0])), float(np.exp(LOG_T_BOUNDS[1]))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from search.subgroups import describe_gap, flagged_gaps
+from search.evaluation.subgroups import describe_gap, flagged_gaps
 
 
 def _fmt(value, digits: int = 3) -> str:

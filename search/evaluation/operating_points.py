@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from search.clinical_metrics import confusion_rates, interval, patient_resample_counts
+from search.evaluation.clinical_metrics import confusion_rates, interval, patient_resample_counts
 
 DEFAULT_SPECIFICITIES = (0.90, 0.95)
 

@@ -1,7 +1,7 @@
-"""How NIH ChestX-ray14's findings show on a synthetic radiograph (see data/render.py).
+"""How NIH ChestX-ray14's findings show on a synthetic radiograph (see data/synthetic/render.py).
 
 `NIH_SIGNATURES` maps each of NIH's 14 finding names to a `Signature`. Five reuse the hospital painters
-of data/render_findings.py (Cardiomegaly, Nodule, Mass, Fibrosis, Pleural_Thickening) and Edema reuses
+of data/synthetic/findings.py (Cardiomegaly, Nodule, Mass, Fibrosis, Pleural_Thickening) and Edema reuses
 their increased markings: the shared signatures are what make NIH-style pretraining transfer.
 """
 from __future__ import annotations
@@ -10,8 +10,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from data.render import Canvas, Chest, Signature, blob, ellipse, pick_sides, segment, sigmoid, smooth_noise
-from data.render_findings import SIGNATURES, more_markings
+from data.synthetic.findings import SIGNATURES, more_markings
+from data.synthetic.render import Canvas, Chest, Signature, pick_sides
+from data.synthetic.shapes import blob, ellipse, segment, sigmoid, smooth_noise
 
 
 def _effusion(canvas: Canvas, rng: np.random.Generator) -> None:

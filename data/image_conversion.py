@@ -16,7 +16,6 @@ import numpy as np
 
 from data.dicom import UnusableImageError, read_radiograph
 
-DICOM_SUFFIXES = (".dcm", ".dicom", ".dic", "")
 PNG_SUFFIXES = (".png",)
 BIT_DEPTHS = (8, 16)
 # PNG zlib level: 3 writes 512 px images ~3x faster than the default 6 for ~10 % larger files.

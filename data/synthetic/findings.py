@@ -1,7 +1,7 @@
-"""How each hospital finding shows on a synthetic radiograph (see data/render.py for units and layers).
+"""How each hospital finding shows on a synthetic radiograph (see data/synthetic/render.py for units and layers).
 
 `SIGNATURES` maps each sub-category of data/taxonomies/study.yaml to its `Signature`; NIH's findings
-(data/render_findings_nih.py) reuse these where the radiology is the same, so a model pretrained on the
+(data/synthetic/findings_nih.py) reuse these where the radiology is the same, so a model pretrained on the
 NIH-style set has seen the hospital set's signatures. Amplitudes are bold on purpose: every signature must
 stay visible after the image is shrunk to 32 px (features at least ~0.1 units = 1.6 px wide there).
 """
@@ -11,7 +11,8 @@ import numpy as np
 
 from dataclasses import replace
 
-from data.render import Canvas, Chest, Signature, ellipse, pick_sides, segment, sigmoid, smooth_noise
+from data.synthetic.render import Canvas, Chest, Signature, pick_sides
+from data.synthetic.shapes import ellipse, segment, sigmoid, smooth_noise
 
 
 

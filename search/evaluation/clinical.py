@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from search.errors import SearchError
-from search.operating_points import DEFAULT_SPECIFICITIES
-from search.subgroups import DEFAULT_GAP
+from search.evaluation.operating_points import DEFAULT_SPECIFICITIES
+from search.evaluation.subgroups import DEFAULT_GAP
 
 SPLITS = ("test", "all")
 PREDICT_BATCH = 16  # images per forward pass
@@ -26,13 +26,13 @@ PREDICT_BATCH = 16  # images per forward pass
 
 @dataclass
 class EvaluationOutcome:
-    evaluation: object  # search.evaluation_report.Evaluation
+    evaluation: object  # search.evaluation.figures.Evaluation
     out_dir: Path
     paths: dict
     model_card: Path
 
     def summary_lines(self) -> list[str]:
-        from search.subgroups import describe_gap, flagged_gaps
+        from search.evaluation.subgroups import describe_gap, flagged_gaps
 
         ev = self.evaluation
         lines = [f"evaluated {ev.settings['evaluated_images']} images ({ev.settings['evaluated_patients']} patients); "
@@ -80,9 +80,9 @@ def evaluate_model(model_path, data_path, *, split: str = "test", out_dir=None, 
                    seed: int = 0, save_to_model: bool = True, search_dir=None) -> EvaluationOutcome:
     """Evaluate, write OUT (default MODEL_DIR/evaluation), update model.json; see the module docstring."""
     from data.manifest import load_prepared
-    from search.evaluation_report import evaluate_predictions, write_evaluation
-    from search.external import external_rows, mapped_labels
-    from search.model_card import write_model_card
+    from search.evaluation.figures import evaluate_predictions, write_evaluation
+    from search.evaluation.external import external_rows, mapped_labels
+    from search.evaluation.model_card import write_model_card
 
     check_options(split=split, specificities=specificities, gap=gap, n_bootstrap=n_bootstrap,
                   min_positives=min_positives)
@@ -123,7 +123,7 @@ def evaluate_model(model_path, data_path, *, split: str = "test", out_dir=None, 
     out_dir = Path(out_dir) if out_dir else Path(model_path).parent / "evaluation"
     curves = {"raw": y_prob}
     if evaluation.temperatures:
-        from search.calibration import apply_temperatures
+        from search.evaluation.calibration import apply_temperatures
 
         curves["temperature"] = apply_temperatures(y_prob, [evaluation.temperatures[c] for c in categories])
     paths = write_evaluation(evaluation, out_dir, labels[evaluated], curves)
@@ -138,7 +138,7 @@ def evaluate_model(model_path, data_path, *, split: str = "test", out_dir=None, 
 
 def category_pairs(sidecar: dict, prepared, mapping) -> dict[str, list[str]]:
     """{model category: [data categories]}: the mapping's, else each category to itself."""
-    from search.external import check_mapping, load_mapping
+    from search.evaluation.external import check_mapping, load_mapping
 
     model_categories = list(sidecar["categories"])
     if mapping is not None:

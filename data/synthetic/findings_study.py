@@ -1,5 +1,5 @@
 """The study's 19 hospital sub-categories (data/taxonomies/study.yaml) -> how each shows on a synthetic
-radiograph. Most reuse the painters of data/render_findings.py and data/render_findings_nih.py, picked for
+radiograph. Most reuse the painters of data/synthetic/findings.py and data/synthetic/findings_nih.py, picked for
 the radiology the name describes; three are drawn here (a calcified descending aortic wall, prominent
 hila, and tuberculosis's upper-zone scars with a calcified granuloma). `normal` has no signature.
 """
@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from data.render import Canvas, Signature, ellipse, segment
-from data.render_findings import SIGNATURES
-from data.render_findings_nih import NIH_SIGNATURES
+from data.synthetic.findings import SIGNATURES
+from data.synthetic.findings_nih import NIH_SIGNATURES
+from data.synthetic.render import Canvas, Signature
+from data.synthetic.shapes import ellipse, segment
 
 
 def _aortic_wall(canvas: Canvas, rng: np.random.Generator) -> None:
