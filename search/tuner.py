@@ -140,10 +140,10 @@ def trial_dirname(trial) -> str:
 
 def _callbacks(search_dir: Path, n_folds: int, scheduler, progress_interval_s: float, configs: list[dict],
                n_trials: int, keep_checkpoints: str) -> list:
+    from search.callbacks import ProgressTable, TrialsCsvWriter
     from search.checkpoints import CheckpointPruner
-    from search.progress import ProgressTable
-    from search.tracking import MlflowSearchCallback, config_run_names
-    from search.trials import TrialsCsvWriter
+    from search.tracking import config_run_names
+    from search.tracking_callback import MlflowSearchCallback
 
     return [MlflowSearchCallback(str(search_dir), n_folds, scheduler, config_run_names(configs)),
             TrialsCsvWriter(str(search_dir / "trials.csv"), scheduler),

@@ -108,6 +108,20 @@ def test_fold_asha_decisions_survive_a_pickle_round_trip_through_its_state_file(
     assert restored.decisions.stopped == {"b": 1}
 
 
+
+def test_tune_classes_pickled_under_their_former_modules_still_load():
+    """A search started before the Tune classes left search.schedulers/tracking/progress/trials pickled them
+    under those names; Tune unpickles them again on --resume."""
+    from search.callbacks import ProgressTable, TrialsCsvWriter
+    from search.fold_asha import FoldAwareASHAScheduler
+    from search.tracking_callback import MlflowSearchCallback
+
+    former = {"search.schedulers": FoldAwareASHAScheduler, "search.tracking": MlflowSearchCallback,
+              "search.progress": ProgressTable, "search.trials": TrialsCsvWriter}
+    for module, cls in former.items():
+        assert pickle.loads(f"c{module}\n{cls.__name__}\n.".encode()) is cls  # pickle's GLOBAL opcode
+
+
 class FakeTrial:
     """What the scheduler reads of a Tune Trial (as in benchmarks/search_schedulers.py)."""
 
