@@ -5,6 +5,7 @@ import argparse
 
 from search.cli_types import non_negative_int, number_at_least, positive_int
 from search.errors import SearchError
+from search.settings import SearchSettings
 
 DEFAULT_OUT = "cxrtune-runs"
 
@@ -97,13 +98,13 @@ def search_command(args: argparse.Namespace) -> int:
     available = None
     if args.available_sources:
         available = [name.strip() for name in args.available_sources.split(",") if name.strip()]
-    run_search(
-        data=args.data, space=args.space, name=args.name, out_dir=args.out, n_folds=args.folds,
-        scheduler=args.scheduler, gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
-        max_concurrent=args.max_concurrent, address=args.address, storage=args.storage,
-        tracking_uri=args.tracking_uri, max_failures=args.max_failures,
+    settings = SearchSettings(
+        name=args.name, n_folds=args.folds, scheduler=args.scheduler, objectives=objectives,
+        grace_period=args.grace_period, reduction_factor=args.reduction_factor, gpus_per_trial=args.gpus_per_trial,
+        cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent, max_failures=args.max_failures,
+        tracking_uri=args.tracking_uri, allow_unauthenticated_tracking=args.allow_unauthenticated_tracking,
         overrides=parse_overrides(args.overrides), available_sources=available, weights_dir=args.weights_dir,
-        seed=args.seed, grace_period=args.grace_period, reduction_factor=args.reduction_factor,
-        data_mode=args.data_mode, objectives=objectives, keep_checkpoints=args.keep_checkpoints,
-        allow_unauthenticated_tracking=args.allow_unauthenticated_tracking, augment=args.augment)
+        seed=args.seed, data_mode=args.data_mode, keep_checkpoints=args.keep_checkpoints, augment=args.augment,
+        storage=args.storage)
+    run_search(settings, data=args.data, space=args.space, out_dir=args.out, address=args.address)
     return 0
