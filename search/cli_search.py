@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from search.cli_types import non_negative_int, number_at_least, positive_int
+from search.cli_types import add_out_argument, non_negative_int, number_at_least, positive_int
 from search.errors import SearchError
 from search.settings import SearchSettings
-
-DEFAULT_OUT = "cxrtune-runs"
 
 
 def register(subparsers) -> None:
@@ -21,7 +19,7 @@ def register(subparsers) -> None:
     parser.add_argument("--space", metavar="NAME|FILE.yaml", help="a preset (demo, paper) or a space YAML")
     parser.add_argument("--name", help="the search's name: a folder under --out and the MLflow experiment")
     parser.add_argument("--resume", metavar="NAME", help="continue the interrupted search NAME instead")
-    parser.add_argument("--out", metavar="DIR", default=DEFAULT_OUT, help=f"output folder (default ./{DEFAULT_OUT})")
+    add_out_argument(parser, "output folder: one folder per search, and the default MLflow store")
     parser.add_argument("--folds", metavar="K", type=int, default=None,
                         help="cross-validation folds per config (default: the dataset's folds, else 5)")
     parser.add_argument("--scheduler", default=None, choices=("mo-fold-asha", "fold-asha", "asha", "fifo"),
