@@ -315,7 +315,7 @@ def trial_on_folds(config: dict, data) -> None:
 
 
 def test_cli_set_values_are_yaml_and_bad_ones_are_refused():
-    from search.cli_search import parse_overrides
+    from search.cli.search import parse_overrides
 
     assert parse_overrides(["epochs=2", "learning_rate=[1.0e-4, 1.0e-3]", "method=A"]) == {
         "epochs": 2, "learning_rate": [1e-4, 1e-3], "method": "A"}

@@ -1,6 +1,6 @@
 """The `cxrtune` command line: one subcommand per user task, errors printed in one line.
 
-Each area registers its own subcommands (search/cli_*.py) so this file stays a dispatcher.
+Each area registers its own subcommands (search/cli/*.py) so this file stays a dispatcher.
 """
 from __future__ import annotations
 
@@ -10,16 +10,14 @@ import sys
 from importlib import metadata
 
 from data.errors import DataError
-from search import (cli_demo, cli_evaluate, cli_folds, cli_outbox, cli_prepare, cli_results, cli_search, cli_spaces,
-                    cli_synth, cli_train)
+from search.cli import demo, evaluate, folds, outbox, prepare, results, search, spaces, synth, train
 from search.errors import SearchError
 from spaces.errors import SpaceError
 from trainables.errors import TrainableConfigError, WeightsError
 
 # Modules that each define `register(subparsers)`, in the order `cxrtune --help` lists their commands. They
 # import TensorFlow/Ray only inside their command functions (keeps `cxrtune --help` fast).
-COMMAND_MODULES = (cli_synth, cli_prepare, cli_folds, cli_spaces, cli_train, cli_search, cli_results, cli_demo,
-                   cli_evaluate, cli_outbox)
+COMMAND_MODULES = (synth, prepare, folds, spaces, train, search, results, demo, evaluate, outbox)
 
 USER_ERRORS = (DataError, SpaceError, TrainableConfigError, WeightsError, SearchError)
 VERBOSE_HELP = "show the libraries' own logs too (TensorFlow's C++ start-up lines, Ray's worker INFO lines)"
@@ -89,6 +87,3 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     return int(result or 0)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

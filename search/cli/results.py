@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from search.cli_types import add_search_arguments, positive_int
+from search.cli.arguments import add_search_arguments, positive_int
 from search.errors import SearchError
 
 DEFAULT_OBJECTIVES = "cv_val_auc_mean:max,trainable_params:min"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from search.cli_types import add_out_argument, non_negative_int, number_at_least, positive_int
+from search.cli.arguments import add_out_argument, non_negative_int, number_at_least, positive_int
 from search.errors import SearchError
 from search.settings import SearchSettings
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from search.cli_types import add_search_arguments
+from search.cli.arguments import add_search_arguments
 from search.errors import SearchError
 
 
