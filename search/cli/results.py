@@ -4,7 +4,6 @@ TensorFlow, Ray and MLflow are imported inside the command functions (keeps `cxr
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from search.cli.arguments import add_search_arguments, positive_int
