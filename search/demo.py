@@ -70,6 +70,7 @@ def run_demo(out_dir: Path, settings: DemoSettings = DemoSettings()) -> Path:
     quiet_driver()  # before the pretraining step imports TensorFlow
     from data.prepare import prepare_hospital, prepare_nih
     from data.synthetic import write_hospital, write_nih
+    from search.settings import SearchSettings
     from search.tuner import run_search
     from trainables.pretrain import pretrain
     from trainables.weights import imagenet_cached
@@ -110,12 +111,12 @@ def run_demo(out_dir: Path, settings: DemoSettings = DemoSettings()) -> Path:
               "here: the demo leaves the imagenet source out.")
 
     started = _step(f"4/5 searching methods A-D x {', '.join(sources)} with {settings.n_folds} folds on local Ray")
-    search_dir = run_search(
-        data=prepared / "hospital", space="demo", name="demo", out_dir=out_dir, n_folds=settings.n_folds,
-        max_concurrent=settings.max_concurrent, available_sources=sources, weights_dir=weights_dir,
-        overrides={"epochs": settings.search_epochs, "image_size": settings.image_size},
+    search_settings = SearchSettings(
+        name="demo", n_folds=settings.n_folds, max_concurrent=settings.max_concurrent, available_sources=sources,
+        weights_dir=str(weights_dir), overrides={"epochs": settings.search_epochs, "image_size": settings.image_size},
         keep_checkpoints="none",  # nothing reads the demo's fold models again; keeps the folder small
     )
+    search_dir = run_search(search_settings, data=prepared / "hospital", space="demo", out_dir=out_dir)
     _done(started)
 
     _step("5/5 results")

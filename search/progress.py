@@ -16,9 +16,7 @@ and what failed (with the error's last line).
 from __future__ import annotations
 
 import math
-import time
 
-from search.lazy import lazy_classes
 from search.trials import trial_config, trial_identity
 
 HEADER = "  elapsed  running  pending  done  stopped  error  best config so far ({metric} mean, folds)"
@@ -140,53 +138,11 @@ def closing_summary(trials, error_line=None) -> list[str]:
     return lines
 
 
-def _build_callback_class():
-    from ray.tune import Callback
+def __getattr__(name: str):
+    # Searches started before the callback moved to search/callbacks.py pickled it under this module (Tune
+    # restores it from that pickle on --resume): resolve the old name, importing Ray only then.
+    if name == "ProgressTable":
+        from search.callbacks import ProgressTable
 
-    class ProgressTable(Callback):
-        """Tune callback printing the progress table to stdout."""
-
-        def __init__(self, metric: str = "val_auc", mode: str = "max", interval_s: float = 15.0,
-                     n_trials: int | None = None):
-            self.metric, self.mode, self.interval_s, self.n_trials = metric, mode, float(interval_s), n_trials
-            self._start = None
-            self._last_print = 0.0
-            self._last_block: list[str] | None = None
-
-        def _print(self, trials, force: bool = False, starting=None) -> None:
-            now = time.monotonic()
-            if self._start is None:
-                self._start = now
-                print(HEADER.format(metric=self.metric), flush=True)
-            if not force and now - self._last_print < self.interval_s:
-                return
-            row = format_row(now - self._start, count_states(trials, self.n_trials, starting),
-                             best_config(trials, self.metric, self.mode))
-            block = [row[10:]] + running_lines(trials, self.metric, starting=starting)  # the clock is no change
-            if block == self._last_block:
-                return
-            print("\n".join([row] + block[1:]), flush=True)
-            self._last_block, self._last_print = block, now
-
-        def on_trial_start(self, iteration, trials, trial, **info):
-            self._print(trials, force=True, starting=trial)
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            self._print(trials)
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            self._print(trials, force=True)
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            self._print(trials, force=True)
-
-        def on_experiment_end(self, trials, **info):
-            from search.tracking import _error_line
-
-            self._print(trials, force=True)
-            print("\n".join(closing_summary(trials, _error_line)), flush=True)
-
-    return ProgressTable
-
-
-__getattr__ = lazy_classes(__name__, {"ProgressTable": _build_callback_class})
+        return ProgressTable
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,8 +11,6 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from search.lazy import lazy_classes
-
 # The single grid key of the Tune param space; its values are whole trial configs.
 TRIAL_CONFIG_KEY = "trial_config"
 
@@ -158,48 +156,11 @@ def write_trials_csv(trials, path: Path, scheduler_reasons: dict[str, str] | Non
     return path
 
 
-def _build_writer_class():
-    from ray.tune import Callback
+def __getattr__(name: str):
+    # Searches started before the callback moved to search/callbacks.py pickled it under this module (Tune
+    # restores it from that pickle on --resume): resolve the old name, importing Ray only then.
+    if name == "TrialsCsvWriter":
+        from search.callbacks import TrialsCsvWriter
 
-    class TrialsCsvWriter(Callback):
-        """Tune callback keeping trials.csv current: after trial ends (at most every `interval_s`) and at the end."""
-
-        def __init__(self, path: str, scheduler=None, interval_s: float = 20.0):
-            self.path, self.scheduler, self.interval_s = str(path), scheduler, float(interval_s)
-            self._last_write = 0.0
-            self._epoch_times: dict[str, list[dict]] = {}  # trial_id -> [{epoch_time_s, traced}]
-
-        # Tune saves this with its experiment state, so a resumed search keeps the epoch times it saw.
-        def get_state(self) -> dict:
-            return {"epoch_times": self._epoch_times}
-
-        def set_state(self, state: dict) -> None:
-            self._epoch_times = dict(state.get("epoch_times", {}))
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            if "epoch_time_s" in result:
-                self._epoch_times.setdefault(trial.trial_id, []).append(
-                    {"epoch_time_s": float(result["epoch_time_s"]), "traced": float(result.get("traced", 0.0))})
-
-        def _write(self, trials, force: bool = False) -> None:
-            import time
-
-            now = time.monotonic()
-            if force or now - self._last_write >= self.interval_s:
-                reasons = self.scheduler.stop_reasons() if hasattr(self.scheduler, "stop_reasons") else {}
-                write_trials_csv(trials, Path(self.path), reasons, self._epoch_times)
-                self._last_write = now
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            self._write(trials)
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            self._write(trials)
-
-        def on_experiment_end(self, trials, **info):
-            self._write(trials, force=True)
-
-    return TrialsCsvWriter
-
-
-__getattr__ = lazy_classes(__name__, {"TrialsCsvWriter": _build_writer_class})
+        return TrialsCsvWriter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

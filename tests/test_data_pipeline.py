@@ -212,7 +212,7 @@ def test_trains_under_a_two_replica_mirrored_strategy_with_drop_remainder():
 
 
 def test_importing_this_area_starts_neither_tensorflow_nor_ray():
-    code = ("import sys, data.pipeline, data.handle, data.folds, data.class_balance, search.cli_folds; "
+    code = ("import sys, data.pipeline, data.handle, data.folds, data.class_balance, search.cli.folds; "
             "print(sorted(m for m in ('tensorflow', 'keras', 'ray') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -37,23 +37,25 @@ def run_on_two_nodes(out_dir: Path, log_dir: Path, server_url: str) -> dict:
         import test_search_tuner as scripted
         scripted.pickle_by_value()
         from search.errors import SearchError
+        from search.settings import SearchSettings
         from search.tuner import run_search
 
         data = scripted.ScriptedData({{1e-4: 0.6, 2e-4: 0.7}}, sleep_s=0.5, log_dir={str(log_dir)!r})
         space = scripted.scripted_space([1e-4, 2e-4], epochs=2)
-        common = dict(data=data, space=space, out_dir={str(out_dir)!r}, n_folds=2,
-                      trainable=scripted.scripted_fold)
+        common = dict(data=data, space=space, out_dir={str(out_dir)!r}, trainable=scripted.scripted_fold)
         result = {{}}
-        for name, extra in (("sqlite", {{"address": cluster.address}}),  # run_search joins the cluster
-                            ("weights", {{"tracking_uri": {server_url!r}, "weights_dir": "/no/such/weights"}})):
+        for name, address, extra in (
+                ("sqlite", cluster.address, {{}}),  # run_search joins the cluster
+                ("weights", None, {{"tracking_uri": {server_url!r}, "weights_dir": "/no/such/weights"}})):
             try:
-                run_search(name=name, **common, **extra)
+                run_search(SearchSettings(name=name, n_folds=2, **extra), address=address, **common)
                 result[name] = "no error"
             except SearchError as error:
                 result[name] = str(error)
         result["nodes"] = len([n for n in ray.nodes() if n["Alive"]])
-        run_search(name="cluster", tracking_uri={server_url!r}, storage="relative-storage", scheduler="fifo",
-                   gpus_per_trial=0.5, cpus_per_trial=0.5, **common)  # fifo: every trial runs both epochs
+        run_search(SearchSettings(name="cluster", n_folds=2, tracking_uri={server_url!r}, storage="relative-storage",
+                                  scheduler="fifo", gpus_per_trial=0.5, cpus_per_trial=0.5),
+                   **common)  # fifo: every trial runs both epochs
         print("RESULT " + json.dumps(result), flush=True)
         ray.shutdown()
         cluster.shutdown()

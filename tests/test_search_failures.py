@@ -38,16 +38,17 @@ def raising_or_reporting(config: dict, data) -> None:
 def test_a_trial_that_always_raises_ends_in_error_with_its_reason_and_the_rest_finishes(ray_local, tmp_path):
     import ray.cloudpickle
 
+    from search.settings import SearchSettings
     from search.tuner import run_search
     from tests.test_search_tuner import ScriptedData, migrated_store, mlflow_runs, scripted_space
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     ray.cloudpickle.register_pickle_by_value(sys.modules["tests.test_search_tuner"])
     migrated_store(tmp_path / "out" / "mlflow.db")
-    search_dir = run_search(data=ScriptedData({1e-4: 0.6, FAILING_LEARNING_RATE: 0.6}),
-                            space=scripted_space([1e-4, FAILING_LEARNING_RATE], epochs=2), name="raise",
-                            out_dir=tmp_path / "out", n_folds=2, scheduler="fifo", max_failures=1,
-                            trainable=raising_or_reporting)
+    search_dir = run_search(SearchSettings(name="raise", n_folds=2, scheduler="fifo", max_failures=1),
+                            data=ScriptedData({1e-4: 0.6, FAILING_LEARNING_RATE: 0.6}),
+                            space=scripted_space([1e-4, FAILING_LEARNING_RATE], epochs=2),
+                            out_dir=tmp_path / "out", trainable=raising_or_reporting)
     trials = pd.read_csv(search_dir / "trials.csv", keep_default_na=False)
     failing = trials["learning_rate"].astype(float) == FAILING_LEARNING_RATE
     assert (trials.loc[failing, "status"] == "ERROR").all() and (trials.loc[failing, "failures"] >= 1).all()

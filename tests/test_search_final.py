@@ -151,6 +151,7 @@ def recipe(ray_local, tmp_path_factory):
     from data.folds import assign_prepared_folds
     from data.prepare import prepare_hospital
     from data.synthetic import write_hospital
+    from search.settings import SearchSettings
     from search.tuner import run_search
 
     root = tmp_path_factory.mktemp("recipe")
@@ -162,8 +163,8 @@ def recipe(ray_local, tmp_path_factory):
     space = {"name": "recipe", "backbone": "resnet50", "method": ["A", "B"], "freeze": "conv4",
              "source_weights": "chestxray8", "image_size": 32, "epochs": 1, "batch_size": 8,
              "learning_rate": 1.0e-3}
-    run_search(data=root / "prepared", space=space, name="recipe", out_dir=root / "runs", n_folds=2,
-               max_concurrent=2, weights_dir=root / "weights", progress_interval_s=600)
+    run_search(SearchSettings(name="recipe", n_folds=2, max_concurrent=2, weights_dir=str(root / "weights")),
+               data=root / "prepared", space=space, out_dir=root / "runs", progress_interval_s=600)
     return root
 
 

@@ -30,10 +30,11 @@ def start_search(out_dir: Path, log_dir: Path) -> subprocess.Popen:
         ray.init(num_cpus=1, include_dashboard=False, configure_logging=False)
         import test_search_tuner as scripted
         scripted.pickle_by_value()
+        from search.settings import SearchSettings
         from search.tuner import run_search
         data = scripted.ScriptedData({{1e-4: 0.6, 2e-4: 0.7}}, sleep_s=0.7, log_dir={str(log_dir)!r})
-        run_search(data=data, space=scripted.scripted_space([1e-4, 2e-4], epochs={EPOCHS}), name="killed",
-                   out_dir={str(out_dir)!r}, n_folds=2, scheduler="fifo", max_concurrent=1,
+        run_search(SearchSettings(name="killed", n_folds=2, scheduler="fifo", max_concurrent=1), data=data,
+                   space=scripted.scripted_space([1e-4, 2e-4], epochs={EPOCHS}), out_dir={str(out_dir)!r},
                    trainable=scripted.scripted_fold)
     """)
     env = dict(os.environ, TUNE_GLOBAL_CHECKPOINT_S="1")  # save Tune's experiment state every second

@@ -108,6 +108,20 @@ def test_fold_asha_decisions_survive_a_pickle_round_trip_through_its_state_file(
     assert restored.decisions.stopped == {"b": 1}
 
 
+
+def test_tune_classes_pickled_under_their_former_modules_still_load():
+    """A search started before the Tune classes left search.schedulers/tracking/progress/trials pickled them
+    under those names; Tune unpickles them again on --resume."""
+    from search.callbacks import ProgressTable, TrialsCsvWriter
+    from search.fold_asha import FoldAwareASHAScheduler
+    from search.tracking_callback import MlflowSearchCallback
+
+    former = {"search.schedulers": FoldAwareASHAScheduler, "search.tracking": MlflowSearchCallback,
+              "search.progress": ProgressTable, "search.trials": TrialsCsvWriter}
+    for module, cls in former.items():
+        assert pickle.loads(f"c{module}\n{cls.__name__}\n.".encode()) is cls  # pickle's GLOBAL opcode
+
+
 class FakeTrial:
     """What the scheduler reads of a Tune Trial (as in benchmarks/search_schedulers.py)."""
 
@@ -247,15 +261,16 @@ def test_fold_asha_in_a_real_search_stops_exactly_the_weak_config_after_one_epoc
     first fold gives 0.51 < median(0.60, 0.70)): stopped, both folds after exactly 1 epoch; then 0.80
     (above the median of the others): promoted at both rungs. Everything else trains all 4 epochs.
     """
+    from search.settings import SearchSettings
     from search.tuner import run_search
 
     pickle_by_value()
     migrated_store(tmp_path / "mlflow.db")
     rates = [1e-4, 2e-4, 3e-4, 4e-4]
     data = ScriptedData(dict(zip(rates, [0.60, 0.70, 0.50, 0.80])))
-    search_dir = run_search(data=data, space=scripted_space(rates, epochs=4), name="fasha",
-                            out_dir=tmp_path, n_folds=2, scheduler="fold-asha", reduction_factor=2,
-                            max_concurrent=1, trainable=scripted_fold)
+    settings = SearchSettings(name="fasha", n_folds=2, scheduler="fold-asha", reduction_factor=2, max_concurrent=1)
+    search_dir = run_search(settings, data=data, space=scripted_space(rates, epochs=4), out_dir=tmp_path,
+                            trainable=scripted_fold)
     trials = pd.read_csv(search_dir / "trials.csv", dtype={"config_id": str})
     epochs = {(row.learning_rate, row.fold): row.epochs_done for row in trials.itertuples()}
     assert epochs == {(1e-4, 0): 4, (1e-4, 1): 4, (2e-4, 0): 4, (2e-4, 1): 4,

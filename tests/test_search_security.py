@@ -221,24 +221,25 @@ def search_with_planted_secrets(out_dir, ray_dir, uri: str):
         import test_search_tuner as scripted
         scripted.pickle_by_value()
         from search.errors import SearchError
+        from search.settings import SearchSettings
         from search.tuner import run_search
 
         common = dict(data=scripted.ScriptedData({{1e-4: 0.6}}), space=scripted.scripted_space([1e-4], epochs=1),
-                      out_dir={str(out_dir)!r}, n_folds=2, scheduler="fifo", trainable=scripted.scripted_fold,
-                      tracking_uri={uri!r}, progress_interval_s=0)
+                      out_dir={str(out_dir)!r}, trainable=scripted.scripted_fold, progress_interval_s=0)
+        settings = dict(n_folds=2, scheduler="fifo", tracking_uri={uri!r})
         result = {{"ray_auth_mode": os.environ.get("RAY_AUTH_MODE")}}
         try:  # Tune would copy the cloud key into each trial's runtime_env, which Ray logs: refused
-            run_search(name="cloudkey", **common)
+            run_search(SearchSettings(name="cloudkey", **settings), **common)
         except SearchError as error:
             result["cloudkey"] = str(error)
         del os.environ["AWS_SECRET_ACCESS_KEY"]  # the driver's only; Ray's processes keep it, inherited
         os.environ["MLFLOW_TRACKING_PASSWORD"] = "wrong-password-0000"
         try:
-            run_search(name="wrong", **common)
+            run_search(SearchSettings(name="wrong", **settings), **common)
         except SearchError as error:
             result["wrong"] = str(error)
         os.environ["MLFLOW_TRACKING_PASSWORD"] = {PLANTED["MLFLOW_TRACKING_PASSWORD"]!r}
-        run_search(name="secure", **common)
+        run_search(SearchSettings(name="secure", **settings), **common)
         print("RESULT " + json.dumps(result), flush=True)
         ray.shutdown()
     """)

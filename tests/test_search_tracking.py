@@ -142,13 +142,14 @@ def _rest(url: str, path: str, body: dict | None = None) -> dict:
 def test_a_search_reads_well_in_mlflow(ray_local, mlflow_server, tmp_path, capsys):
     """Through the REST API of a real `mlflow server`: the experiment opens as a training experiment,
     runs have names, config runs share the fold runs' keys, and the parent run tells the story."""
+    from search.settings import SearchSettings
     from search.tuner import run_search
 
     pickle_by_value()
     data = ScriptedData({1e-4: 0.6, 2e-4: 0.7})
-    search_dir = run_search(data=data, space=scripted_space([1e-4, 2e-4], epochs=2), name="readable",
-                            out_dir=tmp_path / "out", n_folds=2, scheduler="fifo", trainable=scripted_fold,
-                            tracking_uri=mlflow_server, progress_interval_s=0)
+    search_dir = run_search(SearchSettings(name="readable", n_folds=2, scheduler="fifo", tracking_uri=mlflow_server),
+                            data=data, space=scripted_space([1e-4, 2e-4], epochs=2), out_dir=tmp_path / "out",
+                            trainable=scripted_fold, progress_interval_s=0)
     printed = capsys.readouterr().out
     experiment = _rest(mlflow_server, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=readable")["experiment"]
     tags = {tag["key"]: tag["value"] for tag in experiment["tags"]}
@@ -208,8 +209,10 @@ def test_a_search_reads_well_in_mlflow(ray_local, mlflow_server, tmp_path, capsy
 
 
 def test_a_refused_search_leaves_no_folder_behind(tmp_path):
+    from search.settings import SearchSettings
     from search.tuner import run_search
 
     with pytest.raises(Exception, match="missing"):
-        run_search(data=tmp_path / "missing", space="demo", name="refused", out_dir=tmp_path / "out", n_folds=2)
+        run_search(SearchSettings(name="refused", n_folds=2), data=tmp_path / "missing", space="demo",
+                   out_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()

@@ -123,13 +123,15 @@ def mlflow_runs(tracking_uri: str, experiment_name: str):
 
 @pytest.mark.slow
 def test_search_writes_every_output_and_one_mlflow_run_per_trial(ray_local, tmp_path, capsys):
+    from search.settings import SearchSettings
     from search.tuner import run_search
 
     pickle_by_value()
     migrated_store(tmp_path / "mlflow.db")
     data = ScriptedData({1e-4: 0.6, 2e-4: 0.7})
-    search_dir = run_search(data=data, space=scripted_space([1e-4, 2e-4]), name="s1", out_dir=tmp_path,
-                            n_folds=2, scheduler="fifo", trainable=scripted_fold, progress_interval_s=0)
+    search_dir = run_search(SearchSettings(name="s1", n_folds=2, scheduler="fifo"), data=data,
+                            space=scripted_space([1e-4, 2e-4]), out_dir=tmp_path, trainable=scripted_fold,
+                            progress_interval_s=0)
     assert search_dir == tmp_path / "s1"
     for name in ("search.json", "mlflow_runs.json", "trials.csv", "fold_table.csv", "pareto.csv", "pareto.png"):
         assert (search_dir / name).is_file(), name
@@ -174,12 +176,13 @@ def test_search_writes_every_output_and_one_mlflow_run_per_trial(ray_local, tmp_
     assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path / 'mlflow.db'}" in printed
 
     with pytest.raises(SearchError, match="already exists.*--resume"):
-        run_search(data=data, space=scripted_space([1e-4]), name="s1", out_dir=tmp_path, n_folds=2,
+        run_search(SearchSettings(name="s1", n_folds=2), data=data, space=scripted_space([1e-4]), out_dir=tmp_path,
                    trainable=scripted_fold)
 
 
 @pytest.mark.slow
 def test_failed_trial_is_retried_from_its_checkpoint_and_recorded(ray_local, tmp_path):
+    from search.settings import SearchSettings
     from search.tuner import run_search
 
     pickle_by_value()
@@ -187,9 +190,8 @@ def test_failed_trial_is_retried_from_its_checkpoint_and_recorded(ray_local, tmp
     log_dir.mkdir()
     migrated_store(tmp_path / "out" / "mlflow.db")
     data = ScriptedData({1e-4: 0.6}, log_dir=str(log_dir), fail_at_epoch=3)
-    search_dir = run_search(data=data, space=scripted_space([1e-4], epochs=4), name="retry",
-                            out_dir=tmp_path / "out", n_folds=2, scheduler="fifo", max_failures=1,
-                            trainable=scripted_fold)
+    search_dir = run_search(SearchSettings(name="retry", n_folds=2, scheduler="fifo", max_failures=1), data=data,
+                            space=scripted_space([1e-4], epochs=4), out_dir=tmp_path / "out", trainable=scripted_fold)
     trials = pd.read_csv(search_dir / "trials.csv", dtype={"config_id": str})
     assert (trials["failures"] == 1).all() and (trials["epochs_done"] == 4).all()
     assert (trials["status"] == "TERMINATED").all()
@@ -207,6 +209,7 @@ def test_failed_trial_is_retried_from_its_checkpoint_and_recorded(ray_local, tmp
 
 @pytest.mark.slow
 def test_failure_beyond_max_failures_ends_in_error_and_is_recorded(ray_local, tmp_path):
+    from search.settings import SearchSettings
     from search.tuner import run_search
 
     pickle_by_value()
@@ -214,8 +217,8 @@ def test_failure_beyond_max_failures_ends_in_error_and_is_recorded(ray_local, tm
     log_dir.mkdir()
     migrated_store(tmp_path / "out" / "mlflow.db")
     data = ScriptedData({1e-4: 0.6}, log_dir=str(log_dir), fail_at_epoch=2)
-    search_dir = run_search(data=data, space=scripted_space([1e-4]), name="err", out_dir=tmp_path / "out",
-                            n_folds=2, scheduler="fifo", max_failures=0, trainable=scripted_fold)
+    search_dir = run_search(SearchSettings(name="err", n_folds=2, scheduler="fifo", max_failures=0), data=data,
+                            space=scripted_space([1e-4]), out_dir=tmp_path / "out", trainable=scripted_fold)
     trials = pd.read_csv(search_dir / "trials.csv", dtype={"config_id": str})
     assert (trials["status"] == "ERROR").all() and (trials["stop_reason"] == "error").all()
     runs = json.loads((search_dir / "mlflow_runs.json").read_text())
@@ -226,22 +229,25 @@ def test_failure_beyond_max_failures_ends_in_error_and_is_recorded(ray_local, tm
 
 
 def test_bad_flags_are_refused_with_what_is_accepted(ray_local, tmp_path):
+    from search.settings import SearchSettings
     from search.tuner import run_search
 
-    data = ScriptedData({1e-4: 0.6})
+    data, space = ScriptedData({1e-4: 0.6}), scripted_space([1e-4])
     with pytest.raises(SearchError, match="--name"):
-        run_search(data=data, space=scripted_space([1e-4]), name="../escape", out_dir=tmp_path)
+        SearchSettings(name="../escape")
     with pytest.raises(SearchError, match="at least 2 folds"):
-        run_search(data=data, space=scripted_space([1e-4]), name="x", out_dir=tmp_path, n_folds=1)
+        SearchSettings(name="x", n_folds=1)
+    with pytest.raises(SearchError, match="--keep-checkpoints 'all': choose one of final, none"):
+        SearchSettings(name="k", keep_checkpoints="all")
     with pytest.raises(SearchError, match="unknown scheduler 'hyperband'.*fold-asha, asha, fifo"):
-        run_search(data=data, space=scripted_space([1e-4]), name="y", out_dir=tmp_path, n_folds=2,
-                   scheduler="hyperband", trainable=scripted_fold)
+        run_search(SearchSettings(name="y", n_folds=2, scheduler="hyperband"), data=data, space=space,
+                   out_dir=tmp_path, trainable=scripted_fold)
     with pytest.raises(SearchError, match="resnet50.chestxray8: no weights.*--available-sources"):
-        run_search(data=data, space=scripted_space([1e-4]), name="w", out_dir=tmp_path, n_folds=2,
-                   overrides={"source_weights": "chestxray8"}, weights_dir=tmp_path / "empty")
+        run_search(SearchSettings(name="w", n_folds=2, overrides={"source_weights": "chestxray8"},
+                                  weights_dir=str(tmp_path / "empty")), data=data, space=space, out_dir=tmp_path)
     with pytest.raises(SearchError, match="no node can hold one trial"):
-        run_search(data=data, space=scripted_space([1e-4]), name="z", out_dir=tmp_path, n_folds=2,
-                   cpus_per_trial=64, trainable=scripted_fold)
+        run_search(SearchSettings(name="z", n_folds=2, cpus_per_trial=64), data=data, space=space, out_dir=tmp_path,
+                   trainable=scripted_fold)
 
 
 def write_prepared(root: Path, n_patients: int = 8) -> Path:
@@ -267,13 +273,15 @@ def write_prepared(root: Path, n_patients: int = 8) -> Path:
 def test_a_prepared_folder_without_folds_gets_them_from_the_search_and_keeps_them(ray_local, tmp_path):
     from data.handle import InMemoryHandle
     from data.manifest import load_prepared
-    from search.tuner import _reload_handle, run_search
+    from search.search_data import reload_handle
+    from search.settings import SearchSettings, read_settings
+    from search.tuner import run_search
 
     pickle_by_value()
     prepared = write_prepared(tmp_path / "prepared")
     migrated_store(tmp_path / "out" / "mlflow.db")
-    search_dir = run_search(data=prepared, space=scripted_space([1e-4], epochs=1), name="prep",
-                            out_dir=tmp_path / "out", n_folds=2, scheduler="fifo", trainable=trial_on_folds)
+    search_dir = run_search(SearchSettings(name="prep", n_folds=2, scheduler="fifo"), data=prepared,
+                            space=scripted_space([1e-4], epochs=1), out_dir=tmp_path / "out", trainable=trial_on_folds)
     manifest = load_prepared(prepared).manifest
     assert set(manifest.loc[manifest["split"] == "cv", "fold"]) == {0, 1}
     saved = pd.read_csv(search_dir / "folds.csv", dtype={"image_id": str})
@@ -282,16 +290,16 @@ def test_a_prepared_folder_without_folds_gets_them_from_the_search_and_keeps_the
     # each trial saw its own fold's validation rows (reported as val_auc_labels_scored below)
     expected = manifest[manifest["split"] == "cv"].groupby("fold").size().to_dict()
     assert dict(zip(trials["fold"], trials["val_auc_labels_scored"])) == expected
-    settings = json.loads((search_dir / "search.json").read_text())
-    assert settings["data"] == {"kind": "prepared", "path": str(prepared), "mode": "auto"}
-    assert isinstance(_reload_handle(settings, search_dir), InMemoryHandle)
+    settings = read_settings(search_dir)
+    assert settings.data == {"kind": "prepared", "path": str(prepared), "mode": "auto"}
+    assert isinstance(reload_handle(settings, search_dir), InMemoryHandle)
     # someone reassigns the folds with another seed: a resume would mix two fold sets, so it is refused
     from data.folds import assign_prepared_folds
 
     assign_prepared_folds(prepared, n_folds=2, seed=7)
     if not load_prepared(prepared).manifest["fold"].astype(int).equals(saved["fold"]):
         with pytest.raises(SearchError, match="differ from those this search started with"):
-            _reload_handle(settings, search_dir)
+            reload_handle(settings, search_dir)
 
 
 def trial_on_folds(config: dict, data) -> None:
@@ -307,7 +315,7 @@ def trial_on_folds(config: dict, data) -> None:
 
 
 def test_cli_set_values_are_yaml_and_bad_ones_are_refused():
-    from search.cli_search import parse_overrides
+    from search.cli.search import parse_overrides
 
     assert parse_overrides(["epochs=2", "learning_rate=[1.0e-4, 1.0e-3]", "method=A"]) == {
         "epochs": 2, "learning_rate": [1e-4, 1e-3], "method": "A"}

@@ -100,7 +100,7 @@ def test_each_source_is_pretrained_as_the_study_did(source, method, freeze, init
 def test_pretraining_defaults_are_the_studys():
     import argparse
 
-    from search.cli_train import register
+    from search.cli.train import register
     from trainables.pretrain import pretrain_config
 
     parser = argparse.ArgumentParser()

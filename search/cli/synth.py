@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from search.cli_types import at_least, positive_int
+from search.cli.arguments import at_least, positive_int
 
 
 def register(subparsers) -> None:

@@ -1,34 +1,23 @@
 """The `cxrtune` command line: one subcommand per user task, errors printed in one line.
 
-Each area registers its own subcommands (search/cli_*.py) so this file stays a dispatcher.
+Each area registers its own subcommands (search/cli/*.py) so this file stays a dispatcher.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from importlib import metadata
 
 from data.errors import DataError
+from search.cli import demo, evaluate, folds, outbox, prepare, results, search, spaces, synth, train
 from search.errors import SearchError
 from spaces.errors import SpaceError
 from trainables.errors import TrainableConfigError, WeightsError
 
-# Modules that each define `register(subparsers)`; imported eagerly, so they must import
-# TensorFlow/Ray only inside their command functions (keeps `cxrtune --help` fast).
-COMMAND_MODULES = (
-    "search.cli_synth",
-    "search.cli_prepare",
-    "search.cli_folds",
-    "search.cli_spaces",
-    "search.cli_train",
-    "search.cli_search",
-    "search.cli_results",
-    "search.cli_demo",
-    "search.cli_evaluate",
-    "search.cli_outbox",
-)
+# Modules that each define `register(subparsers)`, in the order `cxrtune --help` lists their commands. They
+# import TensorFlow/Ray only inside their command functions (keeps `cxrtune --help` fast).
+COMMAND_MODULES = (synth, prepare, folds, spaces, train, search, results, demo, evaluate, outbox)
 
 USER_ERRORS = (DataError, SpaceError, TrainableConfigError, WeightsError, SearchError)
 VERBOSE_HELP = "show the libraries' own logs too (TensorFlow's C++ start-up lines, Ray's worker INFO lines)"
@@ -66,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=version_text())
     parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+    for module in COMMAND_MODULES:
+        module.register(subparsers)
     for command in subparsers.choices.values():  # `cxrtune demo --verbose` as well as `cxrtune --verbose demo`
         if "--verbose" not in command._option_string_actions:  # a command may define its own
             command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
@@ -98,6 +87,3 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     return int(result or 0)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

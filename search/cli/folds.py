@@ -1,7 +1,7 @@
 """`cxrtune folds PATH`: patient-grouped, stratified test split and CV folds for a prepared dataset."""
 from __future__ import annotations
 
-from search.cli_types import at_least, fraction_between_0_and_1
+from search.cli.arguments import at_least, fraction_between_0_and_1
 
 import argparse
 

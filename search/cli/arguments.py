@@ -1,4 +1,5 @@
-"""argparse value types that refuse bad values while the command line is parsed, before any work.
+"""argparse value types that refuse bad values while the command line is parsed, before any work, and the
+arguments several commands share (a search's NAME and --out).
 
 argparse prefixes their message with the flag ("argument --workers: ..."), so each error names the flag,
 what was given and what is accepted, in the user's terms, before TensorFlow or Ray is imported.
@@ -7,6 +8,21 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
+
+DEFAULT_OUT = Path("cxrtune-runs")  # where searches are written, and read from, without --out
+
+
+def add_out_argument(parser: argparse.ArgumentParser, help_text: str = "the folder searches were written to") -> None:
+    """--out: the folder that holds searches (one folder per search NAME)."""
+    parser.add_argument("--out", metavar="DIR", type=Path, default=DEFAULT_OUT,
+                        help=f"{help_text} (default: ./{DEFAULT_OUT})")
+
+
+def add_search_arguments(parser: argparse.ArgumentParser) -> None:
+    """NAME and --out of a command that reads a search someone ran."""
+    parser.add_argument("name", metavar="NAME", help="search name under --out, or a search folder")
+    add_out_argument(parser)
 
 
 def _whole_number(text: str) -> int:

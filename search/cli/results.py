@@ -4,10 +4,9 @@ TensorFlow, Ray and MLflow are imported inside the command functions (keeps `cxr
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from search.cli_types import positive_int
+from search.cli.arguments import add_search_arguments, positive_int
 from search.errors import SearchError
 
 DEFAULT_OBJECTIVES = "cv_val_auc_mean:max,trainable_params:min"
@@ -21,12 +20,6 @@ def register(subparsers) -> None:
     _register_predict(subparsers)
 
 
-def _add_search_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", metavar="NAME", help="search name under --out, or a search folder")
-    parser.add_argument("--out", type=Path, default=Path("cxrtune-runs"),
-                        help="the folder searches were written to (default: ./cxrtune-runs)")
-
-
 def _register_report(subparsers) -> None:
     parser = subparsers.add_parser(
         "report", help="study-layout tables of a search (Markdown + CSV), logged to MLflow",
@@ -35,7 +28,7 @@ def _register_report(subparsers) -> None:
         "Written to OUT/NAME/report/ and logged to the search's parent MLflow run. --test adds the study's own "
         "tables: each fold's final model scored on the held-out test part.",
     )
-    _add_search_arguments(parser)
+    add_search_arguments(parser)
     parser.add_argument("--to", type=Path, default=None, help="write the files here (default: OUT/NAME/report)")
     parser.add_argument("--all-configs", action="store_true",
                         help="also show configs the scheduler stopped early, marked with the epoch they reached")
@@ -74,7 +67,7 @@ def _register_pareto(subparsers) -> None:
         "config gets a 95% patient-bootstrap interval of its pooled out-of-fold AUC and a paired test against the "
         "front's best (p_vs_best, tie_group).",
     )
-    _add_search_arguments(parser)
+    add_search_arguments(parser)
     parser.add_argument("--objectives", default=DEFAULT_OBJECTIVES,
                         help=f"COLUMN:max|min, comma-separated (default: {DEFAULT_OBJECTIVES})")
     parser.add_argument("--all-configs", action="store_true",
@@ -118,7 +111,7 @@ def _register_train_final(subparsers) -> None:
         "confidence interval, binary accuracy), save a .keras model with its settings beside it, and log and "
         "register it in MLflow.",
     )
-    _add_search_arguments(parser)
+    add_search_arguments(parser)
     parser.add_argument("--config", dest="config_id", default=None, help="config_id to train (default: the best)")
     parser.add_argument("--epochs", type=positive_int, default=None, help="epochs (default: the config's)")
     parser.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples for the AUC interval")

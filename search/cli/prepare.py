@@ -1,7 +1,7 @@
 """`cxrtune prepare`: a hospital DICOM folder or the NIH ChestX-ray14 release -> a prepared dataset."""
 from __future__ import annotations
 
-from search.cli_types import at_least, non_negative_int, number_at_least, positive_int
+from search.cli.arguments import at_least, non_negative_int, number_at_least, positive_int
 
 import argparse
 import json

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from search.cli_types import non_negative_int, number_at_least, positive_int
+from search.cli.arguments import add_out_argument, non_negative_int, number_at_least, positive_int
 from search.errors import SearchError
-
-DEFAULT_OUT = "cxrtune-runs"
+from search.settings import SearchSettings
 
 
 def register(subparsers) -> None:
@@ -20,7 +19,7 @@ def register(subparsers) -> None:
     parser.add_argument("--space", metavar="NAME|FILE.yaml", help="a preset (demo, paper) or a space YAML")
     parser.add_argument("--name", help="the search's name: a folder under --out and the MLflow experiment")
     parser.add_argument("--resume", metavar="NAME", help="continue the interrupted search NAME instead")
-    parser.add_argument("--out", metavar="DIR", default=DEFAULT_OUT, help=f"output folder (default ./{DEFAULT_OUT})")
+    add_out_argument(parser, "output folder: one folder per search, and the default MLflow store")
     parser.add_argument("--folds", metavar="K", type=int, default=None,
                         help="cross-validation folds per config (default: the dataset's folds, else 5)")
     parser.add_argument("--scheduler", default=None, choices=("mo-fold-asha", "fold-asha", "asha", "fifo"),
@@ -97,13 +96,13 @@ def search_command(args: argparse.Namespace) -> int:
     available = None
     if args.available_sources:
         available = [name.strip() for name in args.available_sources.split(",") if name.strip()]
-    run_search(
-        data=args.data, space=args.space, name=args.name, out_dir=args.out, n_folds=args.folds,
-        scheduler=args.scheduler, gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
-        max_concurrent=args.max_concurrent, address=args.address, storage=args.storage,
-        tracking_uri=args.tracking_uri, max_failures=args.max_failures,
+    settings = SearchSettings(
+        name=args.name, n_folds=args.folds, scheduler=args.scheduler, objectives=objectives,
+        grace_period=args.grace_period, reduction_factor=args.reduction_factor, gpus_per_trial=args.gpus_per_trial,
+        cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent, max_failures=args.max_failures,
+        tracking_uri=args.tracking_uri, allow_unauthenticated_tracking=args.allow_unauthenticated_tracking,
         overrides=parse_overrides(args.overrides), available_sources=available, weights_dir=args.weights_dir,
-        seed=args.seed, grace_period=args.grace_period, reduction_factor=args.reduction_factor,
-        data_mode=args.data_mode, objectives=objectives, keep_checkpoints=args.keep_checkpoints,
-        allow_unauthenticated_tracking=args.allow_unauthenticated_tracking, augment=args.augment)
+        seed=args.seed, data_mode=args.data_mode, keep_checkpoints=args.keep_checkpoints, augment=args.augment,
+        storage=args.storage)
+    run_search(settings, data=args.data, space=args.space, out_dir=args.out, address=args.address)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from search.cli.arguments import add_search_arguments
 from search.errors import SearchError
 
 
@@ -14,9 +15,7 @@ def register(subparsers) -> None:
         description="A search whose MLflow server went away keeps training and appends what it could not log "
                     "to NAME/mlflow_outbox.jsonl. This sends it, in order, to the search's tracking URI (or "
                     "--tracking-uri), replacing placeholder run ids by real ones. Safe to run again.")
-    parser.add_argument("name", metavar="NAME", help="search name under --out, or a search folder")
-    parser.add_argument("--out", type=Path, default=Path("cxrtune-runs"),
-                        help="the folder searches were written to (default: ./cxrtune-runs)")
+    add_search_arguments(parser)
     parser.add_argument("--tracking-uri", default=None, help="send to this server instead of the search's own")
     parser.set_defaults(func=run_replay)
 
