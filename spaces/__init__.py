@@ -5,7 +5,7 @@
     configs.dropped                        # configs left out for missing source weights
     validate_config({"backbone": "resnet50", "method": "B", "freeze": 22})   # -> complete config + config_id
 """
-from spaces.configs import CONFIG_KEYS, DRIVER_KEYS, config_id, validate_config
+from spaces.configs import CONFIG_KEYS, DRIVER_SETTING_KEYS, TRIAL_KEYS, config_id, validate_config
 from spaces.errors import SpaceError
 from spaces.expand import Expansion, expand
 from spaces.presets import load_space, preset_names
@@ -13,10 +13,11 @@ from spaces.space import Space, parse_space
 
 __all__ = [
     "CONFIG_KEYS",
-    "DRIVER_KEYS",
+    "DRIVER_SETTING_KEYS",
     "Expansion",
     "Space",
     "SpaceError",
+    "TRIAL_KEYS",
     "config_id",
     "expand",
     "load_space",
