@@ -104,7 +104,8 @@ def fetch_imagenet(backbone: str) -> Path:
 
     spec = get_backbone(backbone)
     try:
-        getattr(keras.applications, spec.application)(include_top=False, weights="imagenet")
+        getattr(keras.applications, spec.application)(include_top=False, weights="imagenet",
+                                                       **spec.application_options)
     except Exception as error:  # network errors come as several types; say what to do instead
         raise WeightsError(
             f"could not download ImageNet weights for {backbone} into {keras_models_dir()}: {error}. "
