@@ -66,14 +66,31 @@ def _stage_counts(backbone, entry):
     return counts
 
 
+@pytest.fixture(scope="module")
+def efficientnet_model():
+    """One EfficientNetV2-S model as a trial builds it (method B through its alias 79, 32 px), for both
+    tests below: building it takes seconds."""
+    from trainables.model import backbone_of, build_model
+
+    model = build_model({**EFFICIENTNET, "method": "B", "freeze": 79, "n_classes": 3}, load_weights=False)
+    layers = backbone_of(model).layers
+    end = [layer.name for layer in layers].index("block5i_add")  # conv4's end: frozen, the next layer not
+    assert not layers[end].trainable and layers[end + 1].trainable
+    return model
+
+
 @pytest.mark.slow  # builds every Keras network: ~30 s on 2 cores with TensorFlow's import
 @pytest.mark.parametrize("name", list(vocabulary.BACKBONES))
-def test_stage_ends_aliases_and_width_match_the_keras_network(name):
+def test_stage_ends_aliases_and_width_match_the_keras_network(name, request):
     """Built at 32 px from its table entry, as a trial builds it."""
     from trainables.backbones import get_backbone
+    from trainables.model import backbone_of
 
     entry = get_backbone(name)
-    backbone = entry.build((32, 32, 3))
+    if name == "efficientnetv2s":
+        backbone = backbone_of(request.getfixturevalue("efficientnet_model"))
+    else:
+        backbone = entry.build((32, 32, 3))
     names = [layer.name for layer in backbone.layers]
     assert all(layer in names for layer in entry.stage_ends.values())
     assert backbone.output.shape[-1] == entry.feature_width
@@ -83,16 +100,14 @@ def test_stage_ends_aliases_and_width_match_the_keras_network(name):
     assert trainable == sorted(trainable, reverse=True) and trainable[-1] > 0  # deeper freeze, fewer to train
 
 
-@pytest.mark.slow  # ~10 s: one EfficientNetV2-S build
-def test_efficientnetv2s_models_count_their_trainable_parameters_consistently():
-    """One model built as a trial builds it (method B through its alias 79, 32 px), refrozen as A, each B
-    depth and C: Keras's trainable count is the head's, plus every layer after the stage end, plus all."""
-    from trainables.model import backbone_of, build_model, freeze_backbone, parameter_counts
+@pytest.mark.slow  # shares the ~10 s EfficientNetV2-S build
+def test_efficientnetv2s_models_count_their_trainable_parameters_consistently(efficientnet_model):
+    """The model built through alias 79, refrozen as A, each B depth and C: Keras's trainable count is the
+    head's, plus every layer after the stage end, plus all but the BatchNorm moving statistics."""
+    from trainables.model import backbone_of, freeze_backbone, parameter_counts
 
-    n_classes, entry = 3, vocabulary.BACKBONES["efficientnetv2s"]
-    model = build_model({**EFFICIENTNET, "method": "B", "freeze": 79, "n_classes": n_classes}, load_weights=False)
+    model, n_classes, entry = efficientnet_model, 3, vocabulary.BACKBONES["efficientnetv2s"]
     backbone = backbone_of(model)
-    assert backbone.get_layer(entry.stage_ends["conv4"]).trainable is False
     head = (entry.feature_width + 1) * n_classes
     layer_names = [layer.name for layer in backbone.layers]
 
