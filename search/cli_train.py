@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from spaces.vocabulary import FREEZE_STAGES, SOURCES_MADE_BY_PRETRAIN
+from spaces.vocabulary import DEFAULTS, FREEZE_STAGES, SOURCES_MADE_BY_PRETRAIN
 
 
 def register(subparsers) -> None:
@@ -30,11 +30,13 @@ def register(subparsers) -> None:
                           help="where the weights file and its card are written")
     pretrain.add_argument("--image-size", type=int, default=None, metavar="PX",
                           help="input size in px (None: the prepared dataset's size)")
-    pretrain.add_argument("--epochs", type=int, default=30, metavar="N", help="training epochs (the study's 30)")
+    pretrain.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], metavar="N",
+                          help="training epochs (the study's)")
     pretrain.add_argument("--batch-size", type=int, default=None, metavar="N",
                           help="images per training step (None: the study's, 16 when everything trains, "
                                "128 for imagenet-F+chestxray8)")
-    pretrain.add_argument("--learning-rate", type=float, default=1e-4, metavar="LR", help="Adam's learning rate (the study's)")
+    pretrain.add_argument("--learning-rate", type=float, default=DEFAULTS["learning_rate"], metavar="LR",
+                          help="Adam's learning rate (the study's)")
     pretrain.add_argument("--drop-least-class", action="store_true",
                           help="the study's least-class drop: leave out the finding with the fewest images "
                                "(ChestX-ray14 14 -> 13 outputs: Hernia), unless prepare dropped it already")

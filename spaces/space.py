@@ -92,7 +92,8 @@ class Space:
 
 def _default_choices(key: str, method: str) -> list:
     if key == "freeze":
-        return list(DEFAULT_FREEZE_GRID) if vocabulary.METHODS[method].freeze is None else [vocabulary.METHODS[method].freeze]
+        fixed = vocabulary.METHODS[method].freeze
+        return list(DEFAULT_FREEZE_GRID) if fixed is None else [fixed]
     if key == "source_weights":
         return [vocabulary.NO_SOURCE] if not vocabulary.METHODS[method].pretrained else list(DEFAULT_SOURCES)
     if key == "batch_size":
