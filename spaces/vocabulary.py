@@ -21,10 +21,6 @@ FREEZE_STAGES = ("conv2", "conv3", "conv4")
 PREPROCESSING_MODES = ("caffe", "torch", "tf")
 
 
-class UnknownName(LookupError):
-    """A name not in a table; the message lists the accepted names. Each room re-raises its own error."""
-
-
 @dataclass(frozen=True)
 class BackboneEntry:
     """One keras.applications network a config may name as `backbone`."""
@@ -93,22 +89,17 @@ class SourceEntry:
     description: str
 
 
-BACKBONES: dict[str, BackboneEntry] = {}   # by name, in registration order (the order tables show)
+# By name, in registration order (the order tables show). Each room looks names up itself and raises its
+# own error listing these names on a miss (spaces.methods.check_backbone, trainables.get_backbone).
+BACKBONES: dict[str, BackboneEntry] = {}
 
 
 def register_backbone(entry: BackboneEntry) -> BackboneEntry:
+    """Add `entry` to BACKBONES: spaces searches it, trainables builds it, search's tables list it."""
     if entry.name in BACKBONES:
         raise ValueError(f"backbone {entry.name!r} is registered already")
     BACKBONES[entry.name] = entry
     return entry
-
-
-def backbone_entry(name) -> BackboneEntry:
-    """The entry named `name`; UnknownName listing the registered names on a miss (timm's create_model)."""
-    try:
-        return BACKBONES[name]
-    except (KeyError, TypeError):
-        raise UnknownName(f"backbone {name!r} is not known; accepted: {', '.join(BACKBONES)}") from None
 
 
 register_backbone(BackboneEntry(
@@ -149,6 +140,10 @@ METHODS: dict[str, MethodEntry] = {entry.name: entry for entry in (
     MethodEntry("D", "all layers trained, random initialisation", "none", False, 16),
 )}
 
+# Only methods that freeze something have frozen BatchNorm layers; for C and D `frozen_bn` has no effect,
+# so configs fix it to the default instead of repeating identical trainings.
+METHODS_WITH_FROZEN_LAYERS = tuple(name for name, method in METHODS.items() if method.freezes_layers)
+
 SOURCES: dict[str, SourceEntry] = {entry.name: entry for entry in (
     SourceEntry("imagenet", "imagenet", False, "Keras ImageNet weights"),
     SourceEntry("chestxray8", "random", True, "ChestX-ray14 from random initial values"),
@@ -157,10 +152,6 @@ SOURCES: dict[str, SourceEntry] = {entry.name: entry for entry in (
     SourceEntry("imagenet-I+chestxray8", "imagenet", True,
                 "ChestX-ray14 with ImageNet as initial values, nothing frozen"),
 )}
-# Only methods that freeze something have frozen BatchNorm layers; for C and D `frozen_bn` has no effect,
-# so configs fix it to the default instead of repeating identical trainings.
-METHODS_WITH_FROZEN_LAYERS = tuple(name for name, method in METHODS.items() if method.freezes_layers)
-
 NO_SOURCE = "none"  # method D's only `source_weights`: random initialisation
 # What `cxrtune pretrain` can make (the rest come from Keras's download).
 SOURCES_MADE_BY_PRETRAIN = tuple(name for name, source in SOURCES.items() if source.pretrained_here)
