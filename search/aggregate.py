@@ -36,12 +36,10 @@ import numpy as np
 import pandas as pd
 
 from search.errors import SearchError
+from spaces.configs import CONFIG_KEYS
 
 # The config keys of ARCHITECTURE.md section 5, in the order tables show them.
-CONFIG_COLUMNS = (
-    "config_id", "backbone", "method", "freeze", "source_weights", "image_size", "epochs",
-    "batch_size", "learning_rate", "dropout", "frozen_bn", "seed",
-)
+CONFIG_COLUMNS = CONFIG_KEYS
 # Ray Tune's name for a trial that ended without error (finished or stopped by the scheduler).
 DONE_STATUSES = frozenset({"TERMINATED"})
 # Per-trial columns that are bookkeeping or cost, not metrics to average as cv_<name>_mean.
@@ -77,14 +75,6 @@ def metric_columns(trials: pd.DataFrame) -> list[str]:
         name for name in trials.columns
         if name.startswith(("val_", "train_")) and name not in NOT_METRICS
         and pd.api.types.is_numeric_dtype(trials[name])
-    ]
-
-
-def category_auc_columns(columns) -> list[str]:
-    """`val_auc_<category>` columns (per-class AUC), without the count of labels scored."""
-    return [
-        name for name in columns
-        if name.startswith("val_auc_") and name != "val_auc_labels_scored"
     ]
 
 

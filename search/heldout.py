@@ -99,7 +99,7 @@ def heldout_cells(results, per_fold: pd.DataFrame) -> pd.DataFrame:
 
 def write_test_tables(results, directory, *, data_path=None) -> dict[str, Path]:
     """Score the fold models, write test_table.csv (long, one row per cell), test_folds.csv and test_report.md."""
-    from search.report import METHOD_ORDER, WEIGHTS_ORDER, _ordered, mean_std, to_markdown
+    from search.report import BACKBONE_ORDER, METHOD_ORDER, WEIGHTS_ORDER, _ordered, mean_std, to_markdown
 
     per_fold = score_fold_models(results, data_path=data_path)
     cells = heldout_cells(results, per_fold)
@@ -107,7 +107,7 @@ def write_test_tables(results, directory, *, data_path=None) -> dict[str, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     lines = [f"# Search `{results.name}`: test part, mean ± std over the fold models (sample std)", "",
              SELECTION_LINE, ""]
-    for backbone in _ordered(cells["backbone"], ("resnet50", "densenet121")):
+    for backbone in _ordered(cells["backbone"], BACKBONE_ORDER):
         for metric, title in TEST_METRICS.items():
             part = cells[(cells["backbone"] == backbone) & (cells["metric"] == metric)]
             wide = part.assign(cell=[mean_std(m, s) for m, s in zip(part["mean"], part["std"])]).pivot(

@@ -12,10 +12,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from spaces import vocabulary
+
 STUDY_METRICS = {"val_binary_accuracy": "binary accuracy", "val_auc": "AUC"}
-# The study's order of rows (source weights) and columns (method, frozen depth).
-WEIGHTS_ORDER = ("imagenet", "chestxray8", "imagenet-F+chestxray8", "imagenet-I+chestxray8", "none")
-METHOD_ORDER = ("A", "B conv2", "B conv3", "B conv4", "C", "D")
+# The study's order of tables (backbones), rows (source weights) and columns (method, frozen depth):
+# the vocabulary's order, so a backbone, source or stage added there is placed here too.
+BACKBONE_ORDER = tuple(vocabulary.BACKBONES)
+WEIGHTS_ORDER = (*vocabulary.SOURCES, vocabulary.NO_SOURCE)
+METHOD_ORDER = tuple(label for name, method in vocabulary.METHODS.items()
+                     for label in ([f"{name} {stage}" for stage in vocabulary.FREEZE_STAGES]
+                                   if method.freeze is None else [name]))
 INCOMPLETE_MARK = "†"
 FIRST_EPOCH_MARK = "*"  # a cost measured on a first epoch only (graph tracing included): not steady
 
@@ -31,12 +37,13 @@ def fidelity_mark(row) -> str:
 
 def method_label(row) -> str:
     """`A`, `B conv3`, `C`, `D`: the study's column for a config."""
-    return f"B {row['freeze']}" if row["method"] == "B" else str(row["method"])
+    method = vocabulary.METHODS.get(str(row["method"]))
+    return f"{row['method']} {row['freeze']}" if method and method.freeze is None else str(row["method"])
 
 
 def config_label(row) -> str:
     """`resnet50 B conv3 imagenet`: one config in words (D: `resnet50 D random init`)."""
-    weights = "random init" if row["source_weights"] == "none" else row["source_weights"]
+    weights = "random init" if row["source_weights"] == vocabulary.NO_SOURCE else row["source_weights"]
     return f"{row['backbone']} {method_label(row)} {weights}"
 
 
@@ -135,7 +142,7 @@ def write_report(results, directory, *, all_configs: bool = False) -> dict[str, 
              + (f"{hidden} config(s) the scheduler stopped early are left out (--all-configs shows them)."
                 if hidden else f"{INCOMPLETE_MARK} marks a config not trained to full budget, with the epoch it reached."),
              ""]
-    for backbone in _ordered(cells["backbone"], ("resnet50", "densenet121")):
+    for backbone in _ordered(cells["backbone"], BACKBONE_ORDER):
         for metric, title in STUDY_METRICS.items():
             lines += [f"## {backbone}: validation {title}", "", to_markdown(study_table(cells, backbone, metric)), ""]
     if len(cells) and int(cells["n_configs_in_cell"].max()) > 1:
@@ -178,33 +185,3 @@ def summary_lines(table: pd.DataFrame) -> list[str]:
     if "full_budget" in table and not table["full_budget"].astype(bool).all():
         lines.append(f"{INCOMPLETE_MARK} stopped early by the scheduler: epochs is the most any fold reached")
     return lines
-
-
-def print_fold_table(search_dir, *, all_configs: bool = False) -> None:
-    """Print a search's fold table (recomputed from its trials.csv): full-budget configs by default."""
-    from search.results import load_search
-
-    table = load_search(search_dir).table
-    shown = shown_configs(table, all_configs) if table["full_budget"].any() or all_configs else table
-    print("\n".join(summary_lines(shown)))
-    if len(shown) < len(table):
-        print(f"({len(table) - len(shown)} config(s) stopped early by the scheduler not shown; "
-              "`cxrtune report NAME --all-configs` lists them)")
-
-
-def print_front(search_dir, objectives: dict[str, str] | None = None) -> None:
-    """Print the configs on a search's Pareto front (pareto.csv when written, else computed)."""
-    from search.results import load_search
-
-    search_dir = Path(search_dir)
-    if objectives is None and (search_dir / "pareto.csv").is_file():
-        flagged = pd.read_csv(search_dir / "pareto.csv", dtype={"config_id": str})
-    else:
-        from search.pareto import front_over_full_budget
-
-        flagged = front_over_full_budget(load_search(search_dir).table,
-                                         objectives or {"cv_val_auc_mean": "max", "trainable_params": "min"},
-                                         all_configs=True)
-    front = flagged[flagged["on_front"].astype(bool)]
-    print(f"Pareto front: {len(front)} of {len(flagged)} configs")
-    print("\n".join(summary_lines(front)[1:] if len(front) else []))

@@ -11,11 +11,10 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from spaces.configs import DRIVER_SETTING_KEYS
+
 # The single grid key of the Tune param space; its values are whole trial configs.
 TRIAL_CONFIG_KEY = "trial_config"
-
-# Keys the driver adds to a config for the trial (ARCHITECTURE §6); not searched, not part of config_id.
-DRIVER_KEYS = ("weights_dir", "checkpoint_every", "n_classes", "feature_cache_dir")
 
 # Result keys filled in by Tune itself; everything else numeric in a result came from the trainable.
 TUNE_RESULT_KEYS = frozenset({
@@ -55,8 +54,9 @@ def reported_metrics(result: dict) -> dict[str, float]:
 
 
 def searched_params(flat_config: dict) -> dict[str, Any]:
-    """The flat config without driver-only keys: what MLflow params and trials.csv show."""
-    return {key: value for key, value in flat_config.items() if key not in DRIVER_KEYS}
+    """The flat config without the driver's settings (spaces.configs.DRIVER_SETTING_KEYS, ARCHITECTURE §6):
+    what MLflow params and trials.csv show. The fold stays: a trials.csv column and a fold run's param."""
+    return {key: value for key, value in flat_config.items() if key not in DRIVER_SETTING_KEYS}
 
 
 def steady_epoch_time_s(history: Iterable[dict]) -> float:

@@ -12,7 +12,7 @@ import itertools
 import json
 import random
 
-from spaces import methods
+from spaces import methods, vocabulary
 from spaces.configs import CONFIG_KEYS, validate_config
 from spaces.errors import SpaceError
 from spaces.presets import load_space
@@ -62,12 +62,12 @@ def expand(space, seed: int = 0, *, overrides: dict | None = None, available_sou
         return Expansion(configs)
     if isinstance(available_sources, str):  # one name, not its characters
         available_sources = [available_sources]
-    available = set(available_sources) | {methods.NO_SOURCE}
-    unknown = sorted(available - set(methods.PRETRAINED_SOURCES) - {methods.NO_SOURCE})
+    available = set(available_sources) | {vocabulary.NO_SOURCE}
+    unknown = sorted(available - set(vocabulary.SOURCES) - {vocabulary.NO_SOURCE})
     if unknown:
         raise SpaceError(
             f"available_sources: {', '.join(map(repr, unknown))} not known; "
-            f"accepted: {', '.join(methods.PRETRAINED_SOURCES)}"
+            f"accepted: {', '.join(vocabulary.SOURCES)}"
         )
     kept = [config for config in configs if config["source_weights"] in available]
     dropped = [config for config in configs if config["source_weights"] not in available]

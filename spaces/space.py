@@ -13,7 +13,7 @@ import copy
 import math
 from dataclasses import dataclass, field
 
-from spaces import methods
+from spaces import methods, vocabulary
 from spaces.configs import CONFIG_KEYS, check_float, check_value
 from spaces.errors import SpaceError
 
@@ -23,11 +23,11 @@ SPACE_KEYS = CONFIG_KEYS[1:]  # config_id is computed, never given
 META_KEYS = ("name", "description", "num_samples")
 # Keys that only some methods use; a mapping by method may name only these methods.
 METHODS_USING = {
-    "freeze": ("B",),
-    "source_weights": ("A", "B", "C"),
-    "frozen_bn": methods.METHODS_WITH_FROZEN_LAYERS,
+    "freeze": tuple(name for name, method in vocabulary.METHODS.items() if method.freeze is None),
+    "source_weights": tuple(name for name, method in vocabulary.METHODS.items() if method.pretrained),
+    "frozen_bn": vocabulary.METHODS_WITH_FROZEN_LAYERS,
 }
-DEFAULT_FREEZE_GRID = list(methods.FREEZE_STAGES)  # B without `freeze` searches every depth
+DEFAULT_FREEZE_GRID = list(vocabulary.FREEZE_STAGES)  # B without `freeze` searches every depth
 DEFAULT_SOURCES = ["imagenet"]
 
 
@@ -72,10 +72,10 @@ class Space:
 
         `backbone` and `method` are the same for every method: ask for them without one.
         """
-        if method is not None and method not in METHODS_USING.get(key, tuple(methods.METHODS)):
+        if method is not None and method not in METHODS_USING.get(key, tuple(vocabulary.METHODS)):
             return _default_choices(key, method)
         entry = self.entries.get(key)
-        if isinstance(entry, dict) and set(entry) <= set(methods.METHODS):
+        if isinstance(entry, dict) and set(entry) <= set(vocabulary.METHODS):
             entry = entry.get(method)
         if entry is None:
             return _default_choices(key, method)
@@ -86,20 +86,21 @@ class Space:
 
     def has_distribution(self) -> bool:
         return any(
-            isinstance(self.choices(key, method), Distribution) for key in SAMPLED_KEYS for method in methods.METHODS
+            isinstance(self.choices(key, method), Distribution) for key in SAMPLED_KEYS for method in vocabulary.METHODS
         )
 
 
 def _default_choices(key: str, method: str) -> list:
     if key == "freeze":
-        return list(DEFAULT_FREEZE_GRID) if method == "B" else [methods.FIXED_FREEZE[method]]
+        fixed = vocabulary.METHODS[method].freeze
+        return list(DEFAULT_FREEZE_GRID) if fixed is None else [fixed]
     if key == "source_weights":
-        return [methods.NO_SOURCE] if method == "D" else list(DEFAULT_SOURCES)
+        return [vocabulary.NO_SOURCE] if not vocabulary.METHODS[method].pretrained else list(DEFAULT_SOURCES)
     if key == "batch_size":
-        return [methods.DEFAULT_BATCH_SIZE[method]]
+        return [vocabulary.default_batch_size(method)]
     if key in ("backbone", "method"):
-        return list(methods.BACKBONES if key == "backbone" else methods.METHODS)
-    return [methods.DEFAULTS[key]]  # seed's default is replaced by the expansion seed
+        return list(vocabulary.study_backbones() if key == "backbone" else vocabulary.METHODS)
+    return [vocabulary.DEFAULTS[key]]  # seed's default is replaced by the expansion seed
 
 
 def parse_space(mapping: dict, *, name: str = "space") -> Space:
@@ -131,10 +132,10 @@ def parse_space(mapping: dict, *, name: str = "space") -> Space:
 
 
 def _parse_entry(key: str, value):
-    if isinstance(value, dict) and value and set(map(_method_key, value)) <= set(methods.METHODS):
+    if isinstance(value, dict) and value and set(map(_method_key, value)) <= set(vocabulary.METHODS):
         if key in ("backbone", "method"):
             raise SpaceError(f"{key}: cannot differ by method; give a value or a list, got {value!r}")
-        allowed = METHODS_USING.get(key, tuple(methods.METHODS))
+        allowed = METHODS_USING.get(key, tuple(vocabulary.METHODS))
         by_method = {}
         for method_name, method_value in value.items():
             method = _method_key(method_name)
@@ -154,10 +155,10 @@ def _method_key(name) -> str:
 
 def _fixed_text(key: str, method: str) -> str:
     if key == "freeze":
-        return f"it is always {methods.FIXED_FREEZE[method]!r}"
+        return f"it is always {vocabulary.METHODS[method].freeze!r}"
     if key == "source_weights":
-        return f"it always uses {methods.NO_SOURCE!r}"
-    return f"it freezes no layer, so it stays {methods.DEFAULTS['frozen_bn']!r}"
+        return f"it always uses {vocabulary.NO_SOURCE!r}"
+    return f"it freezes no layer, so it stays {vocabulary.DEFAULTS['frozen_bn']!r}"
 
 
 def _parse_simple(key: str, value):
@@ -185,10 +186,10 @@ def _check_fixed(key: str, value):
     if key == "freeze":
         return _check_freeze(value)
     if key == "source_weights":
-        if value == methods.NO_SOURCE:
+        if value == vocabulary.NO_SOURCE:
             raise SpaceError(
                 f"source_weights: {value!r} is method D's (random initialisation), which gets it by itself; "
-                f"list pretrained sources for A-C: {', '.join(methods.PRETRAINED_SOURCES)}"
+                f"list pretrained sources for A-C: {', '.join(vocabulary.SOURCES)}"
             )
         return methods.normalise_source("A", value)
     return check_value(key, value)
@@ -196,14 +197,14 @@ def _check_fixed(key: str, value):
 
 def _check_freeze(value):
     """A stage name, or a numeric alias of some backbone (which backbone is checked at expansion)."""
-    if value in methods.FREEZE_STAGES:
+    if value in vocabulary.FREEZE_STAGES:
         return value
-    for aliases in methods.DEPTH_ALIASES.values():
+    for aliases in (entry.depth_aliases for entry in vocabulary.BACKBONES.values()):
         for number in aliases:
             if value == number or value == str(number):
                 return number
     raise SpaceError(
-        f"freeze: {value!r} is not accepted; give {', '.join(methods.FREEZE_STAGES)} or a backbone's "
+        f"freeze: {value!r} is not accepted; give {', '.join(vocabulary.FREEZE_STAGES)} or a backbone's "
         f"numeric alias ({methods.aliases_text()})"
     )
 
@@ -212,7 +213,7 @@ def _parse_distribution(key: str, value: dict) -> dict:
     if len(value) != 1 or next(iter(value)) not in DISTRIBUTIONS:
         raise SpaceError(
             f"{key}: {value!r} is neither a distribution ({', '.join(DISTRIBUTIONS)}: [low, high]) "
-            f"nor a mapping by method ({', '.join(methods.METHODS)})"
+            f"nor a mapping by method ({', '.join(vocabulary.METHODS)})"
         )
     if key not in SAMPLED_KEYS:
         raise SpaceError(f"{key}: only {', '.join(SAMPLED_KEYS)} may be sampled; give a value or a list")

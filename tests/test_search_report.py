@@ -182,22 +182,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
         assert "trainable_params" in error and "total_gpu_seconds" in error
 
 
-def test_terminal_summaries_for_the_demo(tmp_path, capsys):
-    from search.pareto import export_front
-    from search.report import print_fold_table, print_front
+def test_terminal_summary_of_the_fold_table(tmp_path):
+    from search.report import summary_lines
 
     search_dir = write_search(tmp_path, with_mlflow=False)
-    print_fold_table(search_dir)
-    lines = capsys.readouterr().out.splitlines()
+    lines = summary_lines(load_search(search_dir).table)
     assert lines[0].split()[:4] == ["config", "folds", "epochs", "val"]
     assert lines[1].startswith("resnet50 D random init") and "2/2" in lines[1] and "0.905 ± 0.007" in lines[1]
     assert len(lines) == 1 + len(CONFIGS)
-
-    export_front(load_search(search_dir).table, {"cv_val_auc_mean": "max", "trainable_params": "min"}, search_dir)
-    print_front(search_dir)
-    printed = capsys.readouterr().out
-    assert printed.startswith("Pareto front: 2 of 4 configs")
-    assert "resnet50 A imagenet" in printed and "resnet50 C chestxray8" not in printed
 
 
 def test_two_backbones_get_their_own_tables_in_the_study_order(tmp_path):

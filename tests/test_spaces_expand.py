@@ -39,7 +39,7 @@ def test_demo_is_small_and_has_each_method():
 
 
 def test_expanded_configs_pass_the_trainables_check():
-    # The two areas keep their own vocabularies (spaces imports no other package): this test keeps them equal.
+    # Both read spaces/vocabulary.py; this keeps their checks (defaults, bounds, aliases) in agreement.
     check_config = pytest.importorskip("trainables.config").check_config
     for config in expand("paper") + expand("demo"):
         check_config({key: value for key, value in config.items() if key != "config_id"})

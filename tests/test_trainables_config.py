@@ -21,9 +21,9 @@ def test_importing_trainables_starts_neither_tensorflow_nor_ray():
 
 
 def test_registries_list_their_entries_and_name_them_on_a_miss():
-    assert list_backbones() == ["densenet121", "resnet50"]
+    assert list_backbones() == ["densenet121", "efficientnetv2s", "resnet50"]
     assert list_sources() == ["imagenet", "chestxray8", "imagenet-F+chestxray8", "imagenet-I+chestxray8"]
-    with pytest.raises(TrainableConfigError, match="densenet121, resnet50"):
+    with pytest.raises(TrainableConfigError, match="densenet121, efficientnetv2s, resnet50"):
         get_backbone("vgg16")
     with pytest.raises(WeightsError, match="chestxray8"):
         get_source("jft300m")

@@ -1,51 +1,61 @@
-"""The backbone registry: which keras.applications networks a config may name, and their stages.
+"""The backbones a config may name, with how to build each: spaces/vocabulary.py's table plus Keras.
 
-Importing this module starts no TensorFlow: `search` lists backbones and checks freeze depths with it.
-Each entry knows the Keras application that builds it, its preprocessing mode, the exact file name
-Keras caches its ImageNet weights under, and the layer names where its stages end (freeze by name:
-indices shift between Keras versions, names have not).
+The names, stage ends, aliases and preprocessing modes are the vocabulary's entries (written once, read
+by every room); this module adds only the building, which needs Keras. Importing it starts no
+TensorFlow: `search` lists backbones and checks freeze depths with it.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
+from spaces import vocabulary
 from trainables.errors import TrainableConfigError
 
-STAGES = ("conv2", "conv3", "conv4")
+STAGES = vocabulary.FREEZE_STAGES
 
 
 @dataclass(frozen=True)
-class Backbone:
-    name: str
-    application: str            # attribute of keras.applications
-    preprocessing: str          # keras.applications mode: "caffe" or "torch"
-    imagenet_file: str          # file name under $KERAS_HOME/models (include_top=False)
-    stage_ends: dict[str, str]  # stage -> last layer of that stage (frozen inclusive)
-    study_aliases: dict[str, str] = field(default_factory=dict)  # study's conv count -> stage
-    build: Callable = field(default=None, repr=False, compare=False)
+class Backbone(vocabulary.BackboneEntry):
+    """A vocabulary entry that can be built. `builder` is for networks outside keras.applications
+    (tests register small ones with `register_backbone`); None builds keras.applications.<application>."""
 
-    def stage_for(self, freeze: str) -> str:
+    builder: Callable | None = field(default=None, repr=False, compare=False)
+
+    def build(self, input_shape):
+        """The backbone without its top, random values (weights are loaded by trainables.weights)."""
+        if self.builder is not None:
+            return self.builder(input_shape)
+        import keras
+
+        application = getattr(keras.applications, self.application)
+        return application(include_top=False, weights=None, input_shape=tuple(input_shape),
+                           **self.application_options)
+
+    def stage_for(self, freeze) -> str:
         """The stage name for a freeze depth given as a stage (`conv3`) or the study's alias (`22`)."""
-        depth = str(freeze)
-        if depth in self.stage_ends:
-            return depth
-        if depth in self.study_aliases:
-            return self.study_aliases[depth]
-        accepted = list(self.stage_ends) + list(self.study_aliases)
-        raise TrainableConfigError(
-            f"freeze depth {freeze!r} is not a stage of {self.name}; accepted: {', '.join(accepted)}"
-        )
+        stage = super().stage_for(freeze)
+        if stage is None:
+            raise TrainableConfigError(
+                f"freeze depth {freeze!r} is not a stage of {self.name}; "
+                f"accepted: {', '.join(self.accepted_depths())}")
+        return stage
 
 
-BACKBONES: dict[str, Backbone] = {}
+def _buildable(entry: vocabulary.BackboneEntry) -> Backbone:
+    return Backbone(**{item.name: getattr(entry, item.name) for item in dataclasses.fields(entry)})
+
+
+BACKBONES: dict[str, Backbone] = {name: _buildable(entry) for name, entry in vocabulary.BACKBONES.items()}
 
 
 def register_backbone(**fields):
-    """Decorate a `build(input_shape) -> keras.Model` function to add it to the registry."""
+    """Decorate a `build(input_shape) -> keras.Model` function to add a network outside keras.applications
+    (a test's small one; trainables only, spaces does not search it). Real backbones are vocabulary entries."""
 
     def decorate(build):
-        entry = Backbone(build=build, **fields)
+        entry = Backbone(builder=build, **{"depth_aliases": {}, "feature_width": 0, **fields})
         BACKBONES[entry.name] = entry
         return build
 
@@ -55,7 +65,7 @@ def register_backbone(**fields):
 def get_backbone(name: str) -> Backbone:
     try:
         return BACKBONES[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise TrainableConfigError(
             f"unknown backbone {name!r}; registered: {', '.join(sorted(BACKBONES))}"
         ) from None
@@ -63,34 +73,3 @@ def get_backbone(name: str) -> Backbone:
 
 def list_backbones() -> list[str]:
     return sorted(BACKBONES)
-
-
-@register_backbone(
-    name="resnet50",
-    application="ResNet50",
-    preprocessing="caffe",
-    imagenet_file="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    # First trainable layer indices 39/81/143, as in the study; 10/22/40 frozen convs.
-    stage_ends={"conv2": "conv2_block3_out", "conv3": "conv3_block4_out", "conv4": "conv4_block6_out"},
-    study_aliases={"10": "conv2", "22": "conv3", "40": "conv4"},
-)
-def build_resnet50(input_shape):
-    import keras
-
-    return keras.applications.ResNet50(include_top=False, weights=None, input_shape=input_shape)
-
-
-@register_backbone(
-    name="densenet121",
-    application="DenseNet121",
-    preprocessing="torch",
-    imagenet_file="densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    # Transition blocks end at layer 53/141/313 (14/39/88 frozen convs). The study froze 55/143/315,
-    # i.e. also the next dense block's first BatchNorm+ReLU; those hold no convolution.
-    stage_ends={"conv2": "pool2_pool", "conv3": "pool3_pool", "conv4": "pool4_pool"},
-    study_aliases={"14": "conv2", "39": "conv3", "88": "conv4"},
-)
-def build_densenet121(input_shape):
-    import keras
-
-    return keras.applications.DenseNet121(include_top=False, weights=None, input_shape=input_shape)

@@ -8,6 +8,7 @@ GPU benchmark can build the same models under KERAS_BACKEND=jax.
 """
 from __future__ import annotations
 
+from spaces.vocabulary import METHODS
 from trainables.backbones import get_backbone
 from trainables.config import check_config
 from trainables.errors import TrainableConfigError
@@ -28,7 +29,7 @@ def build_model(config: dict, *, weights_dir=None, load_weights: bool = True):
     spec = get_backbone(config["backbone"])
     size = config["image_size"]
     backbone = spec.build((size, size, 3))
-    if load_weights and config["method"] != "D":
+    if load_weights and METHODS[config["method"]].pretrained:
         load_source_weights(backbone, spec.name, config["source_weights"],
                             weights_dir if weights_dir is not None else config.get("weights_dir"))
     freeze_backbone(backbone, config)
@@ -61,10 +62,10 @@ def freeze_backbone(backbone, config: dict) -> None:
     C/D: none. With frozen_bn="train", frozen BatchNorm layers stay trainable, so they normalise
     with batch statistics and keep updating (Keras 3 ties both to `trainable`); their scale and
     offset then train too."""
-    method = config["method"]
-    if method in ("C", "D"):
+    fixed = METHODS[config["method"]].freeze  # "all" (A), "none" (C, D), None: B's stage
+    if fixed == "none":
         count = 0
-    elif method == "A":
+    elif fixed == "all":
         count = len(backbone.layers)
     else:
         stage_end = get_backbone(config["backbone"]).stage_ends[config["freeze"]]

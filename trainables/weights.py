@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spaces import vocabulary
 from trainables.backbones import get_backbone
 from trainables.errors import WeightsError
 
@@ -57,33 +58,11 @@ CARD_FIELDS = tuple(f.name for f in dataclasses.fields(WeightCard)
                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
 
 
-@dataclass(frozen=True)
-class WeightSource:
-    name: str
-    initial_values: str     # what the backbone held before this source was made: imagenet/random
-    pretrained_here: bool   # made by `cxrtune pretrain` (lives in a weights dir with a card)
-    description: str
+# The named sources are the config vocabulary's (spaces/vocabulary.py): one table for every room.
+SOURCES = vocabulary.SOURCES
 
 
-SOURCES: dict[str, WeightSource] = {}
-
-
-def register_source(source: WeightSource) -> WeightSource:
-    SOURCES[source.name] = source
-    return source
-
-
-register_source(WeightSource("imagenet", "imagenet", False, "Keras ImageNet weights"))
-register_source(WeightSource("chestxray8", "random", True, "ChestX-ray14 from random initial values"))
-register_source(WeightSource(
-    "imagenet-F+chestxray8", "imagenet", True,
-    "ChestX-ray14 on top of ImageNet, early stages frozen during pretraining"))
-register_source(WeightSource(
-    "imagenet-I+chestxray8", "imagenet", True,
-    "ChestX-ray14 with ImageNet as initial values, nothing frozen"))
-
-
-def get_source(name: str) -> WeightSource:
+def get_source(name: str) -> vocabulary.SourceEntry:
     try:
         return SOURCES[name]
     except KeyError:
@@ -125,7 +104,8 @@ def fetch_imagenet(backbone: str) -> Path:
 
     spec = get_backbone(backbone)
     try:
-        getattr(keras.applications, spec.application)(include_top=False, weights="imagenet")
+        getattr(keras.applications, spec.application)(include_top=False, weights="imagenet",
+                                                       **spec.application_options)
     except Exception as error:  # network errors come as several types; say what to do instead
         raise WeightsError(
             f"could not download ImageNet weights for {backbone} into {keras_models_dir()}: {error}. "

@@ -7,12 +7,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-PRETRAINED_SOURCES = ("chestxray8", "imagenet-F+chestxray8", "imagenet-I+chestxray8")
+from spaces.vocabulary import DEFAULTS, FREEZE_STAGES, SOURCES_MADE_BY_PRETRAIN
 
 
 def register(subparsers) -> None:
     """Add `pretrain` and `weights` to the `cxrtune` parser."""
-    from trainables.backbones import STAGES, list_backbones
+    from trainables.backbones import list_backbones
 
     pretrain = subparsers.add_parser(
         "pretrain", help="pretrain a backbone on a prepared NIH ChestX-ray14 dataset (source weights)",
@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     pretrain.add_argument("--data", required=True, type=Path, metavar="PREPARED",
                           help="prepared NIH dataset (cxrtune prepare --format nih)")
     pretrain.add_argument("--backbone", required=True, choices=list_backbones(), help="the network to pretrain")
-    pretrain.add_argument("--source", required=True, choices=PRETRAINED_SOURCES,
+    pretrain.add_argument("--source", required=True, choices=SOURCES_MADE_BY_PRETRAIN,
                           help="chestxray8: random init; imagenet-F+: ImageNet, early stages frozen; "
                                "imagenet-I+: ImageNet as initial values (both need ImageNet in the Keras cache: "
                                "`cxrtune weights --fetch-imagenet BACKBONE`)")
@@ -30,15 +30,17 @@ def register(subparsers) -> None:
                           help="where the weights file and its card are written")
     pretrain.add_argument("--image-size", type=int, default=None, metavar="PX",
                           help="input size in px (None: the prepared dataset's size)")
-    pretrain.add_argument("--epochs", type=int, default=30, metavar="N", help="training epochs (the study's 30)")
+    pretrain.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], metavar="N",
+                          help="training epochs (the study's)")
     pretrain.add_argument("--batch-size", type=int, default=None, metavar="N",
                           help="images per training step (None: the study's, 16 when everything trains, "
                                "128 for imagenet-F+chestxray8)")
-    pretrain.add_argument("--learning-rate", type=float, default=1e-4, metavar="LR", help="Adam's learning rate (the study's)")
+    pretrain.add_argument("--learning-rate", type=float, default=DEFAULTS["learning_rate"], metavar="LR",
+                          help="Adam's learning rate (the study's)")
     pretrain.add_argument("--drop-least-class", action="store_true",
                           help="the study's least-class drop: leave out the finding with the fewest images "
                                "(ChestX-ray14 14 -> 13 outputs: Hernia), unless prepare dropped it already")
-    pretrain.add_argument("--freeze", default="conv4", choices=STAGES,
+    pretrain.add_argument("--freeze", default="conv4", choices=FREEZE_STAGES,
                           help="stage frozen through, for imagenet-F+chestxray8 only")
     pretrain.add_argument("--val-fold", type=int, default=0, metavar="K",
                           help="fold of the cv rows used for validation (the others train)")
