@@ -8,8 +8,8 @@ object store once; every trial on every node then reads that one copy. So:
 - `PathHandle`: an absolute path to PREPARED/ that every node can read (NFS, a bucket mount). For large
   datasets (NIH: 112,120 images at 512 px is 29 GB), which the object store should not hold.
 
-`make_handle(..., mode="auto")` picks by the decoded size; `check_reachable` proves a path handle before
-any trial starts, instead of letting every trial fail on a node that cannot see the data.
+`make_handle(..., mode="auto")` picks by the decoded size. Whether every Ray node can read a path handle is
+the search's preflight (search.cluster.check_reachable): this package never imports Ray.
 """
 from __future__ import annotations
 
@@ -117,55 +117,3 @@ def read_images(paths: list[Path], *, threads: int = 8) -> np.ndarray:
     with ThreadPoolExecutor(max_workers=threads) as pool:
         list(pool.map(store, range(1, len(paths))))
     return images
-
-
-def check_reachable(handle, *, timeout_s: float = 120.0) -> list[str]:
-    """Prove that every alive Ray node can read a PathHandle's dataset; returns the node addresses checked.
-
-    Runs one tiny task pinned to each node (0 CPUs, so busy nodes still run it) that loads the manifest and
-    opens the first and last image. Raises DataError naming each node that cannot, with its reason. An
-    InMemoryHandle travels through the object store and needs no check (returns []).
-    """
-    if isinstance(handle, InMemoryHandle):
-        return []
-    if not isinstance(handle, PathHandle):
-        raise DataError(f"expected an InMemoryHandle or PathHandle, got {type(handle).__name__}")
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    probe = ray.remote(num_cpus=0, max_retries=0)(_probe_dataset)
-    nodes = [node for node in ray.nodes() if node.get("Alive")]
-    pending = {
-        probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote(
-            handle.root): node for node in nodes
-    }
-    ready, late = ray.wait(list(pending), num_returns=len(pending), timeout=timeout_s)
-    failures = [f"{_node_name(pending[ref])}: did not answer within {timeout_s:g} s" for ref in late]
-    for ref in ready:
-        try:
-            problem = ray.get(ref)
-        except Exception as error:  # a task that crashed on its node is that node's failure
-            problem = f"the check crashed ({error.__class__.__name__}: {error})"
-        if problem:
-            failures.append(f"{_node_name(pending[ref])}: {problem}")
-    for ref in late:
-        ray.cancel(ref, force=True)
-    if failures:
-        raise DataError(f"{len(failures)} of {len(nodes)} Ray node(s) cannot read the dataset {handle.root}; "
-                        "put it on storage every node mounts at the same path, or keep a small dataset in memory "
-                        "(mode 'memory'). " + "; ".join(sorted(failures)))
-    return sorted(_node_name(node) for node in nodes)
-
-
-def _probe_dataset(root: str) -> str | None:
-    """On one node: None if PREPARED/ at `root` reads, else the reason (runs inside a Ray task)."""
-    try:
-        paths, _, _, _ = PathHandle(root).load()
-    except DataError as error:
-        return str(error)
-    missing = [path for path in {paths[0], paths[-1]} if not Path(path).is_file()] if paths else ["any image"]
-    return f"image file(s) missing: {', '.join(missing)}" if missing else None
-
-
-def _node_name(node: dict) -> str:
-    return f"{node.get('NodeManagerAddress', '?')} (node {node['NodeID'][:8]})"

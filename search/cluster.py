@@ -54,24 +54,78 @@ def _probe(paths: list[str], marker: str | None) -> dict:
             "marker_seen": marker is None or os.path.exists(marker)}
 
 
-def probe_nodes(paths: Iterable[str], marker: str | None = None) -> dict[str, dict]:
-    """Run a tiny task on every node: which of `paths` (and the marker file) does each node see?"""
+def _node_name(node: dict) -> str:
+    return f"{node.get('NodeManagerAddress', '?')} (node {node['NodeID'][:8]})"
+
+
+def _on_every_node(function, *args) -> dict:
+    """{node name: object ref} of `function(*args)` run as a task pinned to each live node (0 CPUs, so a
+    busy node still runs it; no retries, so a crash is that node's answer)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    paths = [str(path) for path in paths]
-    remote_probe = ray.remote(num_cpus=0)(_probe)
-    pending = {}
-    for node in alive_nodes():
-        strategy = NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False)
-        pending[node["NodeManagerAddress"] + ":" + node["NodeID"][:8]] = remote_probe.options(
-            scheduling_strategy=strategy).remote(paths, marker)
+    remote = ray.remote(num_cpus=0, max_retries=0)(function)
+    return {_node_name(node): remote.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False)).remote(*args)
+            for node in alive_nodes()}
+
+
+def probe_nodes(paths: Iterable[str], marker: str | None = None) -> dict[str, dict]:
+    """Run a tiny task on every node: which of `paths` (and the marker file) does each node see?"""
+    import ray
+
+    pending = _on_every_node(_probe, [str(path) for path in paths], marker)
     try:
         values = ray.get(list(pending.values()), timeout=PROBE_TIMEOUT_S)
     except ray.exceptions.GetTimeoutError as error:
         raise SearchError(f"preflight: a node did not answer within {PROBE_TIMEOUT_S} s; check that every "
                           "node is up (`ray status`)") from error
     return dict(zip(pending, values))
+
+
+def check_reachable(handle, *, timeout_s: float = PROBE_TIMEOUT_S) -> list[str]:
+    """Prove that every live Ray node can read a PathHandle's dataset; returns the names of the nodes checked.
+
+    One tiny task per node loads the manifest and opens the first and last image. Raises SearchError naming
+    each node that cannot, with its reason. Any other handle returns [] unchecked: an InMemoryHandle travels
+    through the object store, and a caller's own handle (tests, notebooks) is the caller's to check."""
+    import ray
+
+    from data.handle import PathHandle
+
+    if not isinstance(handle, PathHandle):
+        return []
+    pending = {ref: name for name, ref in _on_every_node(_probe_dataset, handle.root).items()}
+    ready, late = ray.wait(list(pending), num_returns=len(pending), timeout=timeout_s)
+    failures = [f"{pending[ref]}: did not answer within {timeout_s:g} s" for ref in late]
+    for ref in ready:
+        try:
+            problem = ray.get(ref)
+        except Exception as error:  # a task that crashed on its node is that node's failure
+            problem = f"the check crashed ({error.__class__.__name__}: {error})"
+        if problem:
+            failures.append(f"{pending[ref]}: {problem}")
+    for ref in late:
+        ray.cancel(ref, force=True)
+    if failures:
+        raise SearchError(f"preflight: {len(failures)} of {len(pending)} Ray node(s) cannot read the dataset "
+                          f"{handle.root}; "
+                          "put it on storage every node mounts at the same path, or keep a small dataset in memory "
+                          "(mode 'memory'). " + "; ".join(sorted(failures)))
+    return sorted(pending.values())
+
+
+def _probe_dataset(root: str) -> str | None:
+    """On one node: None if PREPARED/ at `root` reads, else the reason (runs inside a Ray task)."""
+    from data.errors import DataError
+    from data.handle import PathHandle
+
+    try:
+        paths, _, _, _ = PathHandle(root).load()
+    except DataError as error:
+        return str(error)
+    missing = [path for path in {paths[0], paths[-1]} if not Path(path).is_file()] if paths else ["any image"]
+    return f"image file(s) missing: {', '.join(missing)}" if missing else None
 
 
 def check_tracking(tracking_uri: str, n_nodes: int) -> None:
@@ -151,16 +205,7 @@ def preflight(*, data_handle, weights_dir: str | None, tracking_uri: str, storag
     if data_path is not None:
         named["prepared data"] = str(data_path)
     check_paths(named, storage)
-    from data.handle import InMemoryHandle, PathHandle, check_reachable
-
-    if not isinstance(data_handle, (InMemoryHandle, PathHandle)):
-        return n_nodes  # a caller's own handle (tests, notebooks) is the caller's to check
-    try:
-        check_reachable(data_handle)
-    except Exception as error:
-        if isinstance(error, SearchError):
-            raise
-        raise SearchError(f"preflight: the prepared data is not reachable from every node: {error}") from error
+    check_reachable(data_handle)
     return n_nodes
 
 

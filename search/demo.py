@@ -70,7 +70,9 @@ def run_demo(out_dir: Path, settings: DemoSettings = DemoSettings()) -> Path:
     quiet_driver()  # before the pretraining step imports TensorFlow
     from data.prepare import prepare_hospital, prepare_nih
     from data.synthetic import write_hospital, write_nih
+    from search.pretrain_tracking import pretraining_logger
     from search.settings import SearchSettings
+    from search.tracking import absolute_tracking_uri
     from search.tuner import run_search
     from trainables.pretrain import pretrain
     from trainables.weights import imagenet_cached
@@ -99,7 +101,7 @@ def run_demo(out_dir: Path, settings: DemoSettings = DemoSettings()) -> Path:
     started = _step("3/5 pretraining a ChestX-ray14-style source (chestxray8: random init) on the NIH-style set")
     card = pretrain(prepared / "nih", backbone=settings.backbone, source="chestxray8", weights_dir=weights_dir,
                     image_size=settings.image_size, epochs=settings.pretrain_epochs, batch_size=32,
-                    seed=settings.seed, tracking_uri=f"sqlite:///{out_dir / 'mlflow.db'}")
+                    seed=settings.seed, log_run=pretraining_logger(absolute_tracking_uri(None, out_dir)))
     print(f"   {card.name}: validation AUC {card.val_auc:.3f} -> {weights_dir}")
     _done(started)
 
@@ -128,7 +130,7 @@ def run_demo(out_dir: Path, settings: DemoSettings = DemoSettings()) -> Path:
     print(f"\nOutputs: {out_dir}  ({folder_bytes(out_dir) / 2**20:.0f} MB: fold_table.csv, pareto.csv, pareto.png, "
           "mlflow.db)")
     print(f"Tables as in the study:  cxrtune report demo --out {out_dir}")
-    store = f"sqlite:///{out_dir / 'mlflow.db'}"
+    store = absolute_tracking_uri(None, out_dir)
     print(f"Browse the runs:  {browse_hint(store, search_dir)}")
     return search_dir
 

@@ -38,16 +38,35 @@ BOOKKEEPING_KEYS = ("epoch", "gpus", "traced")
 COST_MEAN_KEYS = ("steady_epoch_time_s", "gpu_seconds_per_epoch", "trainable_params", "total_params")
 
 
-def absolute_tracking_uri(tracking_uri: str | None, out_dir: Path) -> str:
-    """An absolute tracking URI: default sqlite in OUT/mlflow.db; relative sqlite paths made absolute."""
+SQLITE_PREFIX = "sqlite:///"  # followed by an absolute path: sqlite:////abs/mlflow.db
+
+
+def absolute_tracking_uri(tracking_uri: str | None, out_dir: Path | None = None) -> str | None:
+    """The one place tracking URIs are built and resolved (search, pretrain, demo).
+
+    None: sqlite in OUT/mlflow.db (None without `out_dir`: nothing is tracked); a relative sqlite path is made
+    absolute now, since Ray trials and MLflow read it against other folders; another URI is kept as given;
+    a bare path raises SearchError naming --tracking-uri."""
     if not tracking_uri:
-        return f"sqlite:///{(Path(out_dir).resolve() / 'mlflow.db')}"
-    if tracking_uri.startswith("sqlite:///") and not tracking_uri.startswith("sqlite:////"):
-        return f"sqlite:///{Path(tracking_uri[len('sqlite:///'):]).resolve()}"
+        return None if out_dir is None else f"{SQLITE_PREFIX}{Path(out_dir).resolve() / 'mlflow.db'}"
+    if tracking_uri.startswith(SQLITE_PREFIX) and not tracking_uri.startswith(SQLITE_PREFIX + "/"):
+        return f"{SQLITE_PREFIX}{Path(tracking_uri[len(SQLITE_PREFIX):]).resolve()}"
     if "://" not in tracking_uri:
         raise SearchError(f"--tracking-uri {tracking_uri!r} is not a URI: give sqlite:////ABS/PATH/mlflow.db "
                           "or http://HOST:PORT of an `mlflow server`")
     return tracking_uri
+
+
+def artifact_location(tracking_uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: beside an sqlite store (`<db folder>/mlartifacts`); a
+    server chooses its own (None).
+
+    Without it MLflow puts an sqlite store's artifacts in `./mlruns` of whatever folder the process
+    happens to run in."""
+    uri = absolute_tracking_uri(tracking_uri)
+    if not uri.startswith(SQLITE_PREFIX):
+        return None
+    return (Path(uri[len(SQLITE_PREFIX):]).resolve().parent / "mlartifacts").as_uri()
 
 
 def read_runs(search_dir: Path) -> dict | None:
@@ -97,8 +116,6 @@ def open_search_tracking(search_dir: Path, tracking_uri: str, experiment_name: s
                          search_params: dict[str, Any]) -> dict:
     """Create (or, on resume, reopen) the experiment and the parent run; write mlflow_runs.json."""
     from mlflow.tracking import MlflowClient
-
-    from trainables.pretrain import artifact_location
 
     client = MlflowClient(tracking_uri)
     runs = read_runs(search_dir)

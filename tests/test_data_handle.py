@@ -1,4 +1,5 @@
-"""Dataset handles: size-based choice, one decoded array in memory, reachability checked on every Ray node."""
+"""Dataset handles: size-based choice, one decoded array in memory that reaches a Ray task
+(reachability on every node is the search's preflight: tests/test_search_cluster.py)."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ import pytest
 from PIL import Image
 
 from data.errors import DataError
-from data.handle import InMemoryHandle, PathHandle, check_reachable, make_handle
+from data.handle import InMemoryHandle, PathHandle, make_handle
 
 CATEGORIES = ["effusion", "nodule"]
 
@@ -73,24 +74,6 @@ def test_unreadable_or_mismatched_images_are_named(tmp_path):
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "p" / "images" / "im5.png")
     with pytest.raises(DataError, match=r"im5\.png: 16x16 px, but .*im0\.png is 32x32"):
         make_handle(tmp_path / "p", mode="memory")
-
-
-def test_reachable_path_passes_on_every_node_and_memory_needs_no_check(tmp_path, ray_local):
-    write_prepared(tmp_path / "p")
-    checked = check_reachable(make_handle(tmp_path / "p", mode="path"))
-    assert len(checked) == len([node for node in ray_local.nodes() if node["Alive"]]) >= 1
-    assert check_reachable(make_handle(tmp_path / "p", mode="memory")) == []
-
-
-def test_unreachable_path_names_the_node_and_the_reason(tmp_path, ray_local):
-    write_prepared(tmp_path / "p")
-    handle = make_handle(tmp_path / "p", mode="path")
-    (tmp_path / "p" / "images" / "im11.png").unlink()  # as if the node saw a stale copy
-    node_address = ray_local.nodes()[0]["NodeManagerAddress"]
-    with pytest.raises(DataError, match=rf"1 of 1 Ray node.*{node_address} \(node .*im11\.png"):
-        check_reachable(handle)
-    with pytest.raises(DataError, match=r"cannot read the dataset /nowhere/p.*is not a prepared dataset"):
-        check_reachable(PathHandle("/nowhere/p"))
 
 
 def test_in_memory_handle_reaches_a_ray_task_through_the_object_store(tmp_path, ray_local):

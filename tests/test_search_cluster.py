@@ -1,5 +1,6 @@
 """A search on a multi-node Ray cluster simulated on one machine (ray.cluster_utils.Cluster, 2 nodes of 1
-CPU), logged to a real `mlflow server` over HTTP, with the preflight checks that must fail fast.
+CPU), logged to a real `mlflow server` over HTTP, with the preflight checks that must fail fast; and the
+dataset reachability check on the session's local Ray.
 
 The cluster runs in a subprocess: the test session's own local Ray (`ray_local`) cannot share the process.
 """
@@ -15,7 +16,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from search.cluster import is_uri
+from data.handle import PathHandle, make_handle
+from search.cluster import check_reachable, is_uri
+from search.errors import SearchError
+from test_data_handle import write_prepared
 from test_search_tracking import mlflow_server  # noqa: F401  (the fixture)
 from test_search_tuner import mlflow_runs
 
@@ -108,3 +112,21 @@ def test_two_node_search_with_a_tracking_server_and_failing_preflights(tmp_path,
         assert metrics["gpu_seconds_per_epoch"] == pytest.approx(0.5 * 0.5)  # 0.5 GPU x 0.5 s steady epoch
         assert metrics["gpu_seconds"] == pytest.approx(2 * 0.5 * (2.0 + 0.5))  # 2 folds x (traced + 1)
     assert not (out_dir / "mlflow.db").exists()  # nothing went to the default sqlite store
+
+
+def test_reachable_path_passes_on_every_node_and_memory_needs_no_check(tmp_path, ray_local):
+    write_prepared(tmp_path / "p")
+    checked = check_reachable(make_handle(tmp_path / "p", mode="path"))
+    assert len(checked) == len([node for node in ray_local.nodes() if node["Alive"]]) >= 1
+    assert check_reachable(make_handle(tmp_path / "p", mode="memory")) == []
+
+
+def test_unreachable_path_names_the_node_and_the_reason(tmp_path, ray_local):
+    write_prepared(tmp_path / "p")
+    handle = make_handle(tmp_path / "p", mode="path")
+    (tmp_path / "p" / "images" / "im11.png").unlink()  # as if the node saw a stale copy
+    node_address = ray_local.nodes()[0]["NodeManagerAddress"]
+    with pytest.raises(SearchError, match=rf"1 of 1 Ray node.*{node_address} \(node .*im11\.png"):
+        check_reachable(handle)
+    with pytest.raises(SearchError, match=r"cannot read the dataset /nowhere/p.*is not a prepared dataset"):
+        check_reachable(PathHandle("/nowhere/p"))

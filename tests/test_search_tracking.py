@@ -16,7 +16,8 @@ import pytest
 
 from search.cluster import check_tracking
 from search.errors import SearchError
-from search.tracking import absolute_tracking_uri, config_run_names, fold_aggregates, open_search_tracking
+from search.tracking import (absolute_tracking_uri, artifact_location, config_run_names, fold_aggregates,
+                             open_search_tracking)
 from test_search_tuner import ScriptedData, migrated_store, pickle_by_value, scripted_fold, scripted_space
 
 SERVER_START_TIMEOUT_S = 240  # a busy shared 2-core machine has taken over 90 s
@@ -30,6 +31,10 @@ def test_tracking_uris_are_made_absolute(tmp_path, monkeypatch):
     assert absolute_tracking_uri("http://127.0.0.1:5000", tmp_path) == "http://127.0.0.1:5000"
     with pytest.raises(SearchError, match="not a URI"):
         absolute_tracking_uri("mlflow.db", tmp_path)
+    assert absolute_tracking_uri(None) is None  # pretrain without --tracking-uri: nothing tracked
+    # An sqlite store's artifacts beside it, wherever the process runs; a server chooses its own.
+    assert artifact_location("sqlite:///rel/m.db") == (tmp_path / "rel" / "mlartifacts").as_uri()
+    assert artifact_location("http://127.0.0.1:5000") is None
 
 
 def test_fold_aggregates_use_the_fold_runs_keys_and_the_sample_std():

@@ -84,6 +84,13 @@ def test_imagenet_based_sources_say_the_cache_is_missing(tmp_path):
                  "imagenet-I+chestxray8", "--weights-dir", str(tmp_path)]) == 2
 
 
+def test_a_tracking_uri_that_is_a_bare_path_is_refused_before_training(prepared_nih, tmp_path, capsys):
+    assert main(["pretrain", "--data", str(prepared_nih), "--backbone", "resnet50", "--source", "chestxray8",
+                 "--weights-dir", str(tmp_path), "--tracking-uri", "mlflow.db"]) == 2
+    assert "--tracking-uri 'mlflow.db' is not a URI" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("source, method, freeze, initial", [
     ("chestxray8", "D", "none", "none"),
     ("imagenet-F+chestxray8", "B", "conv4", "imagenet"),

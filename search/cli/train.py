@@ -1,6 +1,7 @@
 """`cxrtune pretrain` and `cxrtune weights`: make ChestX-ray14 source weights, list what can be loaded.
 
-TensorFlow is imported only inside the command functions (via trainables.pretrain).
+TensorFlow is imported only inside the command functions (via trainables.pretrain); the pretraining
+run's MLflow logging is search/pretrain_tracking.py's.
 """
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ def check_pretrain_inputs(args) -> None:
     """Bad input in one line before TensorFlow is imported (which takes seconds and prints its own lines)."""
     from data.manifest import load_prepared
     from search.errors import SearchError
+    from search.tracking import absolute_tracking_uri
     from trainables.weights import get_source, imagenet_cached, imagenet_path
 
     if get_source(args.source).initial_values == "imagenet" and not imagenet_cached(args.backbone):
@@ -75,10 +77,12 @@ def check_pretrain_inputs(args) -> None:
     load_prepared(args.data)  # DataError naming what is missing (manifest.csv, summary.json, ...)
     if args.weights_dir.exists() and not args.weights_dir.is_dir():
         raise SearchError(f"--weights-dir {args.weights_dir} is a file; give a folder")
+    absolute_tracking_uri(args.tracking_uri)  # SearchError on a bare path
 
 
 def run_pretrain(args) -> int:
     check_pretrain_inputs(args)
+    from search.pretrain_tracking import pretraining_logger
     from trainables.pretrain import pretrain
 
     card = pretrain(args.data.resolve(), backbone=args.backbone, source=args.source,
@@ -86,7 +90,7 @@ def run_pretrain(args) -> int:
                     batch_size=args.batch_size, learning_rate=args.learning_rate, freeze=args.freeze,
                     val_fold=args.val_fold, seed=args.seed, data_mode=args.data_mode,
                     drop_least_class=args.drop_least_class,
-                    tracking_uri=_absolute_sqlite(args.tracking_uri))
+                    log_run=pretraining_logger(args.tracking_uri))  # MLflow from the search room
     print(f"{card.name}: validation AUC {card.val_auc:.3f} after {card.epochs} epochs "
           f"({card.n_train} training, {card.n_val} validation images)")
     print(f"weights: {args.weights_dir.resolve() / card.weights_file}  sha256 {card.sha256[:12]}")
@@ -108,11 +112,3 @@ def run_weights(args) -> int:
     names = available_weights(args.weights_dir.resolve() if args.weights_dir else None)
     print("\n".join(names) if names else "no source weights available (random initial values only: method D)")
     return 0
-
-
-def _absolute_sqlite(uri: str | None) -> str | None:
-    """A relative sqlite path resolved now: Ray and MLflow read relative paths against other folders."""
-    prefix = "sqlite:///"
-    if uri and uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        return prefix + str(Path(uri[len(prefix):]).resolve())
-    return uri
