@@ -44,7 +44,7 @@ def _space_name(space) -> str:
 
 
 def _trial_configs(configs: list[dict], settings: SearchSettings, n_classes: int, search_dir: Path) -> list[dict]:
-    """Each config once per fold, with the keys the driver adds for the trial (search.trials.DRIVER_KEYS)."""
+    """Each config once per fold, with the keys the driver adds for the trial (spaces.configs.TRIAL_KEYS)."""
     extra = {"checkpoint_every": 1, "n_classes": n_classes}
     if settings.weights_dir:
         extra["weights_dir"] = settings.weights_dir
