@@ -9,6 +9,7 @@ Ray, the Tune callbacks and the scheduler are imported inside the functions: imp
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import shutil
 from pathlib import Path
@@ -55,13 +56,30 @@ def _trial_configs(configs: list[dict], settings: SearchSettings, n_classes: int
     return [{**config, "fold": fold, **extra} for config in configs for fold in range(settings.n_folds)]
 
 
+# Tune gives a finished trial's worker to the next trial (reuse_actors: no new process, no second TensorFlow
+# import) only once the finished trial's thread has ended, and waits TUNE_FUNCTION_THREAD_TIMEOUT_S for that
+# (Ray's default: 2 s). A trial the scheduler stops early unwinds its fit and frees its model first, which
+# on a busy machine takes longer, and the *next* trial then fails ("Trainable runner reuse requires
+# reset_config() to be implemented and return True"). Ray reads the variable in the worker, so it is set there.
+REUSE_WAIT_S = 120
+
+
+def _in_reusable_worker(trainable):
+    @functools.wraps(trainable)
+    def run(config, data):
+        os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", str(REUSE_WAIT_S))
+        return trainable(config, data)
+
+    return run
+
+
 def _trainable(trainable, handle, settings: SearchSettings):
     from ray import tune
 
     if trainable is None:
         from trainables.train import train_fold as trainable
     resources = {"cpu": float(settings.cpus_per_trial), "gpu": float(settings.gpus_per_trial)}
-    return tune.with_resources(tune.with_parameters(trainable, data=handle), resources)
+    return tune.with_resources(tune.with_parameters(_in_reusable_worker(trainable), data=handle), resources)
 
 
 def trial_dirname(trial) -> str:

@@ -260,6 +260,8 @@ def test_fold_asha_in_a_real_search_stops_exactly_the_weak_config_after_one_epoc
     the configs' order. Config means at rung 1: 0.60, then 0.70 (above 0.60: promoted), then 0.50 (its
     first fold gives 0.51 < median(0.60, 0.70)): stopped, both folds after exactly 1 epoch; then 0.80
     (above the median of the others): promoted at both rungs. Everything else trains all 4 epochs.
+    The stopped trials take 3 s to end (Ray waits 2 s by default before it gives up reusing their worker
+    for the next trial, which then failed).
     """
     from search.settings import SearchSettings
     from search.tuner import run_search
@@ -267,7 +269,7 @@ def test_fold_asha_in_a_real_search_stops_exactly_the_weak_config_after_one_epoc
     pickle_by_value()
     migrated_store(tmp_path / "mlflow.db")
     rates = [1e-4, 2e-4, 3e-4, 4e-4]
-    data = ScriptedData(dict(zip(rates, [0.60, 0.70, 0.50, 0.80])))
+    data = ScriptedData(dict(zip(rates, [0.60, 0.70, 0.50, 0.80])), unwind_s=3.0)
     settings = SearchSettings(name="fasha", n_folds=2, scheduler="fold-asha", reduction_factor=2, max_concurrent=1)
     search_dir = run_search(settings, data=data, space=scripted_space(rates, epochs=4), out_dir=tmp_path,
                             trainable=scripted_fold)

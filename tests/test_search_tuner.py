@@ -29,9 +29,10 @@ class ScriptedData:
     categories = ["effusion", "nodule"]
 
     def __init__(self, base: dict[float, float], *, fold_offset: float = 0.02, sleep_s: float = 0.0,
-                 log_dir: str | None = None, fail_at_epoch: int | None = None):
+                 log_dir: str | None = None, fail_at_epoch: int | None = None, unwind_s: float = 0.0):
         self.base, self.fold_offset, self.sleep_s = dict(base), fold_offset, sleep_s
         self.log_dir, self.fail_at_epoch = log_dir, fail_at_epoch
+        self.unwind_s = unwind_s  # how long a trial the scheduler stops takes to end (a real fit frees its model)
 
     def load(self):
         manifest = pd.DataFrame({"image_id": ["a", "b"], "patient_key": [PATIENT_MARK + "1", PATIENT_MARK + "2"],
@@ -75,7 +76,11 @@ def scripted_fold(config: dict, data: ScriptedData) -> None:
                    "val_auc_effusion": auc + 0.01, "val_auc_nodule": auc - 0.01}
         with tempfile.TemporaryDirectory() as folder:
             (Path(folder) / "state.json").write_text(json.dumps({"epoch": epoch}))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+            try:
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+            except SystemExit:  # how Tune ends a trial it stops, inside report
+                time.sleep(data.unwind_s)
+                raise
 
 
 def scripted_space(learning_rates, *, epochs: int = 3, batch_size=8) -> dict:
