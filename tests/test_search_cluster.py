@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 
 from search.cluster import is_uri
-from test_search_tracking import mlflow_server  # noqa: F401  (the fixture)
 from test_search_tuner import mlflow_runs
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -69,7 +68,7 @@ def run_on_two_nodes(out_dir: Path, log_dir: Path, server_url: str) -> dict:
 
 
 @pytest.mark.slow
-def test_two_node_search_with_a_tracking_server_and_failing_preflights(tmp_path, mlflow_server):  # noqa: F811
+def test_two_node_search_with_a_tracking_server_and_failing_preflights(tmp_path, mlflow_server):
     out_dir, log_dir = tmp_path / "out", tmp_path / "log"
     out_dir.mkdir()
     log_dir.mkdir()
