@@ -22,27 +22,9 @@ def finish_prepared(out_dir: Path, *, tasks, records: dict[str, dict], settings:
                     early_rejects: dict[str, str], label_rows: pd.DataFrame, categories: list[str],
                     taxonomy: Taxonomy, dataset_format: str, min_category_images: int,
                     extra: dict[str, Any], drop_least_class: bool = False) -> dict[str, Any]:
-    rejects = dict(early_rejects)
-    duplicates: dict[str, str] = {}
-    accepted: list[dict[str, Any]] = []
-    owner_of_hash: dict[str, str] = {}
-    owner_of_id: dict[str, dict[str, Any]] = {}
-    id_conflicts: set[str] = set()
+    """Write manifest.csv, rejects.csv, duplicates.csv, taxonomy.yaml and summary.json; returns the summary."""
     task_of = {task.source_path: task for task in tasks}
-    for source in sorted(task_of):
-        record = records[source]
-        if record["status"] == "rejected":
-            rejects[source] = record["reason"]
-        elif record["content_hash"] in owner_of_hash:
-            duplicates[source] = owner_of_hash[record["content_hash"]]
-        elif record["image_id"] in owner_of_id:
-            first = owner_of_id[record["image_id"]]
-            rejects[source] = f"image id {record['image_id']} also used by {first['source_path']} with different pixels"
-            id_conflicts.add(record["image_id"])
-        else:
-            owner_of_hash[record["content_hash"]] = record["image_id"]
-            owner_of_id[record["image_id"]] = record
-            accepted.append(record)
+    accepted, rejects, duplicates, id_conflicts = _triage(records, sorted(task_of), early_rejects)
     images_dir = out_dir / "images"
     for index, record in enumerate(accepted):
         # A PNG can be missing (deleted by hand, or removed as a duplicate's in an earlier run) or be a
@@ -92,6 +74,33 @@ def finish_prepared(out_dir: Path, *, tasks, records: dict[str, dict], settings:
     write_text_atomic(out_dir / "taxonomy.yaml", taxonomy.to_yaml())
     write_json_atomic(out_dir / "summary.json", summary)
     return summary
+
+
+def _triage(records: dict[str, dict], sources: list[str], early_rejects: dict[str, str]):
+    """(accepted records, rejects {source: reason}, duplicates {source: image id kept}, conflicting image ids),
+    deciding in the order of `sources`: the first file with given pixels is kept, later ones are duplicates;
+    a later file with a used image id but other pixels is rejected."""
+    rejects = dict(early_rejects)
+    duplicates: dict[str, str] = {}
+    accepted: list[dict[str, Any]] = []
+    owner_of_hash: dict[str, str] = {}
+    owner_of_id: dict[str, dict[str, Any]] = {}
+    id_conflicts: set[str] = set()
+    for source in sources:
+        record = records[source]
+        if record["status"] == "rejected":
+            rejects[source] = record["reason"]
+        elif record["content_hash"] in owner_of_hash:
+            duplicates[source] = owner_of_hash[record["content_hash"]]
+        elif record["image_id"] in owner_of_id:
+            first = owner_of_id[record["image_id"]]
+            rejects[source] = f"image id {record['image_id']} also used by {first['source_path']} with different pixels"
+            id_conflicts.add(record["image_id"])
+        else:
+            owner_of_hash[record["content_hash"]] = record["image_id"]
+            owner_of_id[record["image_id"]] = record
+            accepted.append(record)
+    return accepted, rejects, duplicates, id_conflicts
 
 
 def _manifest(accepted, label_rows: pd.DataFrame, categories, settings, dataset_format) -> pd.DataFrame:

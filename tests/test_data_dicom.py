@@ -7,20 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import pydicom_testdata
 from data.dicom import UnusableImageError, read_radiograph
 from data.image_conversion import convert_image, fit_square, pixel_content_hash, to_bit_depth
 
 pydicom = pytest.importorskip("pydicom")
 CHEST = "CR-MONO1-10-chest.dcm"
-
-
-def pydicom_testdata(name: str) -> Path:
-    from pydicom.data import get_testdata_file
-
-    path = get_testdata_file(name)
-    if path is None:
-        pytest.skip(f"{name} needs the pydicom-data package")
-    return Path(path)
 
 
 def region(image: np.ndarray, rows: tuple[float, float], cols: tuple[float, float]) -> float:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import pydicom_testdata
 from data import batch_conversion, load_prepared
 from data.errors import DataError
 from data.labels import encode_labels, load_taxonomy
@@ -35,15 +36,6 @@ def convert_five_then_fail(task, settings, images_dir):
     with counter.open("a") as stream:
         stream.write(task.source_path + "\n")
     return REAL_CONVERT_ONE(task, settings, images_dir)
-
-
-def pydicom_testdata(name: str) -> Path:
-    from pydicom.data import get_testdata_file
-
-    path = get_testdata_file(name)
-    if path is None:
-        pytest.skip(f"{name} needs the pydicom-data package")
-    return Path(path)
 
 
 def text_outputs(out_dir: Path) -> str:

@@ -20,7 +20,6 @@ from data.handle import PathHandle, make_handle
 from search.cluster import check_reachable, is_uri
 from search.errors import SearchError
 from test_data_handle import write_prepared
-from test_search_tracking import mlflow_server  # noqa: F401  (the fixture)
 from test_search_tuner import mlflow_runs
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -75,7 +74,7 @@ def run_on_two_nodes(out_dir: Path, log_dir: Path, server_url: str) -> dict:
 
 
 @pytest.mark.slow
-def test_two_node_search_with_a_tracking_server_and_failing_preflights(tmp_path, mlflow_server):  # noqa: F811
+def test_two_node_search_with_a_tracking_server_and_failing_preflights(tmp_path, mlflow_server):
     out_dir, log_dir = tmp_path / "out", tmp_path / "log"
     out_dir.mkdir()
     log_dir.mkdir()

@@ -2,19 +2,16 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from conftest import free_port, migrated_store, start_mlflow_server, stop_mlflow_server
+
 FAILING_LEARNING_RATE = 1e-3
-SERVER_START_TIMEOUT_S = 240  # a busy 2-core machine can take minutes to start `mlflow server`
 
 
 def raising_or_reporting(config: dict, data) -> None:
@@ -66,41 +63,6 @@ def test_a_trial_that_always_raises_ends_in_error_with_its_reason_and_the_rest_f
     assert sorted(statuses.values()) == ["FAILED", "FAILED", "FINISHED", "FINISHED"]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_mlflow_server(store: Path, port: int, log: Path) -> subprocess.Popen:
-    import urllib.request
-
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{store}",
-               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    with open(log, "ab") as stream:
-        server = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline and server.poll() is None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                if response.status == 200:
-                    return server
-        except OSError:
-            time.sleep(0.5)
-    stop(server)
-    pytest.fail(f"mlflow server did not start: {log.read_text()[-1500:]}")
-
-
-def stop(server: subprocess.Popen) -> None:
-    import signal
-
-    try:
-        os.killpg(server.pid, signal.SIGKILL)  # the whole group (uvicorn, job runners): gone at once, as in a crash
-    except ProcessLookupError:
-        pass
-    server.wait()
-
-
 @pytest.mark.slow
 def test_mlflow_server_going_away_keeps_what_was_not_logged_and_replays_it(tmp_path, monkeypatch, capsys):
     from mlflow.entities import Metric
@@ -109,21 +71,20 @@ def test_mlflow_server_going_away_keeps_what_was_not_logged_and_replays_it(tmp_p
     from search.cli import main
     from search.tracking import write_runs
     from search.tracking_outbox import OUTBOX_FILE, OutboxClient
-    from tests.test_search_tuner import migrated_store
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail fast: the test waits for no backoff
     store, port = tmp_path / "server.db", free_port()
-    migrated_store(store)
+    backend = migrated_store(store)
     uri = f"http://127.0.0.1:{port}"
     search_dir = tmp_path / "out" / "s"
     search_dir.mkdir(parents=True)
-    server = start_mlflow_server(store, port, tmp_path / "server.log")
+    server = start_mlflow_server(backend, port, tmp_path / "server.log")
     try:
         client = OutboxClient(MlflowClient(uri), search_dir)
         experiment = client.create_experiment("s")
         parent = client.create_run(experiment).info.run_id
         client.log_batch(parent, metrics=[Metric("seen", 1.0, 0, 1)])
-        stop(server)
+        stop_mlflow_server(server, crash=True)  # gone at once, as in a crash
         # The server is gone: the writes are kept, a new run gets a placeholder id, nothing raises.
         child = client.create_run(experiment, run_name="fold", tags={"mlflow.parentRunId": parent}).info.run_id
         client.log_batch(child, metrics=[Metric("val_auc", 0.7, 0, step) for step in (1, 2)])
@@ -134,10 +95,10 @@ def test_mlflow_server_going_away_keeps_what_was_not_logged_and_replays_it(tmp_p
                                 "configs": {}, "trials": {"c/0": child}})
         assert main(["replay-mlflow", "s", "--out", str(tmp_path / "out")]) == 2  # still away: one line
         assert "did not take all calls" in capsys.readouterr().err
-        server = start_mlflow_server(store, port, tmp_path / "server.log")
+        server = start_mlflow_server(backend, port, tmp_path / "server.log")
         assert main(["replay-mlflow", "s", "--out", str(tmp_path / "out")]) == 0
     finally:
-        stop(server)
+        stop_mlflow_server(server, crash=True)  # gone at once, as in a crash
     assert not (search_dir / OUTBOX_FILE).exists()
     real_child = json.loads((search_dir / "mlflow_runs.json").read_text())["trials"]["c/0"]
     check = MlflowClient(f"sqlite:///{store}")

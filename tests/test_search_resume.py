@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from search.errors import SearchError
-from test_search_tuner import migrated_store, mlflow_runs, pickle_by_value, scripted_fold
+from conftest import migrated_store
+from test_search_tuner import mlflow_runs, pickle_by_value, scripted_fold
 
 TESTS_DIR = Path(__file__).resolve().parent
 EPOCHS = 3

@@ -10,7 +10,8 @@ import pytest
 from search.errors import SearchError
 from search.schedulers import (FoldAwareDecisions, make_scheduler, result_objectives, rung_cutoff,
                                rung_milestones)
-from test_search_tuner import ScriptedData, migrated_store, pickle_by_value, scripted_fold, scripted_space
+from conftest import migrated_store
+from test_search_tuner import ScriptedData, pickle_by_value, scripted_fold, scripted_space
 
 
 def test_rungs_lie_below_max_t_at_grace_times_powers_of_the_reduction_factor():

@@ -10,14 +10,12 @@ import http.server
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
 import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,8 +25,9 @@ import requests
 from search.errors import SearchError
 from search.security import (PROBE_PATH, TUNE_COPIED_SECRETS, check_tracking_access, is_loopback_host,
                              refuse_credentials_in_uri, refuse_secrets_tune_would_log)
+from conftest import free_port, migrated_store, start_mlflow_server, stop_mlflow_server
 from test_examples_security import EXAMPLES
-from test_search_tuner import migrated_store, mlflow_runs
+from test_search_tuner import mlflow_runs
 
 HOST_NAME = socket.gethostname()
 OPEN_BODY = json.dumps({"experiments": [{"experiment_id": "0", "name": "Default"}]}).encode()
@@ -128,10 +127,7 @@ def test_a_refused_host_header_names_the_mlflow_flag(no_mlflow_credentials):
 
 
 def test_an_unreachable_server_is_left_to_the_reachability_check(no_mlflow_credentials):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    assert check_tracking_access(f"http://127.0.0.1:{port}") == "unreachable"
+    assert check_tracking_access(f"http://127.0.0.1:{free_port()}") == "unreachable"
     with fake_tracking_server(host_name_address(), 404, b"Not Found") as port:  # not MLflow's API at all
         assert check_tracking_access(f"http://{HOST_NAME}:{port}") == "unreachable"
 
@@ -159,7 +155,6 @@ def test_the_cli_takes_the_flag(tmp_path, capsys):
 PLANTED = {"MLFLOW_TRACKING_PASSWORD": "planted-mlflow-password-7f3a9c",
            "CXRTUNE_SALT": "planted-patient-salt-41d2e8",
            "AWS_SECRET_ACCESS_KEY": "planted-cloud-key-9b6c05"}
-SERVER_START_TIMEOUT_S = 300  # two processes import MLflow and migrate two sqlite stores: slow on a busy machine
 SEARCH_TIMEOUT_S = 400
 
 
@@ -172,41 +167,19 @@ def basic_auth_server(tmp_path):
     ini = (EXAMPLES / "mlflow-basic-auth.ini").read_text().replace(
         "sqlite:////mlflow/basic_auth.db", f"sqlite:///{folder / 'basic_auth.db'}")
     (folder / "basic_auth.ini").write_text(ini)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_TRACKING_")}
     env.update(MLFLOW_AUTH_CONFIG_PATH=str(folder / "basic_auth.ini"), MLFLOW_AUTH_ADMIN_USERNAME="admin",
                MLFLOW_AUTH_ADMIN_PASSWORD=PLANTED["MLFLOW_TRACKING_PASSWORD"],
                MLFLOW_FLASK_SERVER_SECRET_KEY="test-only-csrf-key-0123456789")
     hosts = f"{HOST_NAME},{HOST_NAME}:{port},127.0.0.1,127.0.0.1:{port},localhost:{port}"
-    command = [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth", "--host", "127.0.0.1",
-               "--port", str(port), "--allowed-hosts", hosts, "--workers", "1",
-               "--backend-store-uri", migrated_store(folder / "mlflow.db"),
-               "--artifacts-destination", str(folder / "artifacts")]
-    log = open(folder / "server.log", "wb")
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder,
-                              start_new_session=True)
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    server = start_mlflow_server(migrated_store(folder / "mlflow.db"), port, folder / "server.log", env=env,
+                                 cwd=folder, args=("--app-name", "basic-auth", "--allowed-hosts", hosts,
+                                                   "--artifacts-destination", str(folder / "artifacts")))
     try:
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.5)
         yield port, folder
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=10)
-        log.close()
+        stop_mlflow_server(server)
 
 
 def search_with_planted_secrets(out_dir, ray_dir, uri: str):

@@ -3,11 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -18,9 +13,9 @@ from search.cluster import check_tracking
 from search.errors import SearchError
 from search.tracking import (absolute_tracking_uri, artifact_location, config_run_names, fold_aggregates,
                              open_search_tracking)
-from test_search_tuner import ScriptedData, migrated_store, pickle_by_value, scripted_fold, scripted_space
+from conftest import free_port, migrated_store
+from test_search_tuner import ScriptedData, pickle_by_value, scripted_fold, scripted_space
 
-SERVER_START_TIMEOUT_S = 240  # a busy shared 2-core machine has taken over 90 s
 
 
 def test_tracking_uris_are_made_absolute(tmp_path, monkeypatch):
@@ -72,9 +67,7 @@ def test_sqlite_with_several_nodes_asks_for_a_tracking_server(tmp_path):
 
 
 def test_an_unreachable_tracking_server_fails_fast():
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     started = time.monotonic()
     with pytest.raises(SearchError, match="not reachable"):
         check_tracking(f"http://127.0.0.1:{port}", 1)
@@ -93,41 +86,6 @@ def test_a_second_search_with_the_same_experiment_name_is_refused(tmp_path):
     again = open_search_tracking(tmp_path / "a", uri, "same", {})
     assert again == json.loads((tmp_path / "a" / "mlflow_runs.json").read_text())
 
-
-@pytest.fixture
-def mlflow_server(tmp_path):
-    """A real `mlflow server` on 127.0.0.1 and a free port; stopped (its process group) afterwards."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    backend = migrated_store(tmp_path / "server.db")
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-               "--backend-store-uri", backend,
-               "--default-artifact-root", str(tmp_path / "artifacts"), "--workers", "1"]
-    log = open(tmp_path / "server.log", "wb")
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not start: {(tmp_path / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=10)
-        log.close()
 
 # A search logged to this server over HTTP, on a simulated 2-node cluster: tests/test_search_cluster.py
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import migrated_store
 from search.errors import SearchError
 
 PATIENT_MARK = "PATIENT-SECRET"  # a fake patient identifier in the scripted manifest; must never be logged
@@ -94,28 +95,6 @@ def pickle_by_value() -> None:
     import ray.cloudpickle
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-
-
-_STORE_TEMPLATE: list[Path] = []
-
-
-def migrated_store(path: Path) -> str:
-    """Put an empty, already-migrated MLflow sqlite store at `path`; returns its URI.
-
-    Creating a store runs MLflow's schema migrations (~10 s on a busy 2-core machine); the tests make
-    one per session and copy it, which also tests that the driver reuses an existing store.
-    """
-    import shutil
-
-    if not _STORE_TEMPLATE:
-        from mlflow.tracking import MlflowClient
-
-        template = Path(tempfile.mkdtemp(prefix="cxrtune-mlflow-template-")) / "mlflow.db"
-        MlflowClient(f"sqlite:///{template}").search_experiments()
-        _STORE_TEMPLATE.append(template)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(_STORE_TEMPLATE[0], path)
-    return f"sqlite:///{path}"
 
 
 def mlflow_runs(tracking_uri: str, experiment_name: str):
