@@ -151,9 +151,6 @@ def train_fold(config: dict, data) -> None:
     import ray
     from ray import tune
 
-    from trainables.native_logs import import_tensorflow_quietly
-
-    import_tensorflow_quietly()  # before Keras imports TensorFlow: no native start-up lines from the worker
     import keras
 
     keras.backend.clear_session()  # a reused actor (search reuses them): forget the previous trial's models
