@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from data.handle import InMemoryHandle
+from trainables.errors import TrainableConfigError
 from trainables.feature_cache import (cache_identity, cache_key, computations, dataset_identity,
                                       get_or_compute, weights_sha256, why_not_cached)
 
@@ -162,6 +163,42 @@ def test_method_b_trains_the_stages_after_the_boundary_as_on_images(runs, monkey
 
 
 @pytest.mark.slow
+def test_k_augmented_views_are_computed_once_and_drawn_per_image_and_epoch(runs):
+    import trainables.trunk
+    from trainables.trunk import feature_batches
+
+    root, handle, results = runs
+    cache = root / "views-cache"
+    cfg = config(root / "weights", cache, augment_views=2, epochs=2)
+    _, reports = fit(cfg, handle, root / "views")
+    fit(config(root / "weights", cache, augment_views=2, epochs=2, fold=1), handle, root / "views1")
+    [entry] = computations(cache)  # two folds, one pass
+    features = np.load(cache / f"{entry['key']}.npy")
+    assert features.shape == (3 * N_IMAGES, 16)  # un-augmented block + 2 views, tinynet's pooled 16 floats
+    clean, view1, view2 = features.reshape(3, N_IMAGES, 16)
+    assert not np.allclose(view1, clean) and not np.allclose(view2, view1)  # the views are augmented, and differ
+    assert reports[-1][0]["feature_cache_hit"] == 1.0
+    # Each epoch draws one view per image (never the un-augmented block), a new draw per epoch, seeded.
+    coded = np.repeat(np.arange(3 * N_IMAGES, dtype=np.float32)[:, None], 2, axis=1)
+    labels = np.zeros((N_IMAGES, 2), np.float32)
+    batches = feature_batches(coded, labels, np.arange(8), batch_size=4, training=True, seed=3, views=2)
+    epochs = [np.concatenate([x.numpy()[:, 0] for x, _ in batches]).astype(int) for _ in range(2)]
+    for drawn in epochs:
+        assert sorted(drawn % N_IMAGES) == list(range(8)) and set(drawn // N_IMAGES) <= {1, 2}
+    assert not np.array_equal(epochs[0] // N_IMAGES, epochs[1] // N_IMAGES)
+    validation = feature_batches(coded, labels, np.arange(8), batch_size=4, training=False, seed=3, views=2)
+    assert np.concatenate([x.numpy()[:, 0] for x, _ in validation]).tolist() == list(range(8))
+    # Training reads them: with every view replaced by the un-augmented features, it is K=0's training.
+    features[N_IMAGES:] = np.concatenate([clean, clean])
+    np.save(cache / f"{entry['key']}.npy", features)
+    trainables.trunk._TENSORS.clear()  # the worker's copy of the real views
+    same, _ = fit(config(root / "weights", cache, augment_views=2), handle, root / "views-clean")
+    trainables.trunk._TENSORS.clear()
+    for got, want in zip(same.trainable_weights, results[1e-2, 0][0].trainable_weights):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-6)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("method, freeze", [("A", "all"), ("B", "conv4")])
 def test_resnet50_trunk_and_part_compose_to_the_whole_model(method, freeze):
     import keras
@@ -214,6 +251,10 @@ def test_only_un_augmented_frozen_configs_use_the_cache(tmp_path):
     base = {"method": "A", "augment_views": 0, "frozen_bn": "inference", "feature_cache_dir": str(tmp_path)}
     assert why_not_cached(base) is None
     assert "augmentation" in why_not_cached({**base, "augment_views": None})
+    assert why_not_cached({**base, "augment_views": 4}) is None
+    for wrong in (-1, 65, 1.5, True, "4"):
+        with pytest.raises(TrainableConfigError, match="augment_views"):
+            why_not_cached({**base, "augment_views": wrong})
     assert "freezes nothing" in why_not_cached({**base, "method": "C"})
     assert "frozen_bn" in why_not_cached({**base, "frozen_bn": "train"})
     assert "off" in why_not_cached({**base, "feature_cache": "off"})
