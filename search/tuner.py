@@ -124,12 +124,13 @@ def _trial_configs(configs: list[dict], n_folds: int, n_classes: int, weights_di
     return [{**config, "fold": fold, **extra} for config in configs for fold in range(n_folds)]
 
 
-def _trainable(trainable, handle, cpus: float, gpus: float):
+def _trainable(trainable, handle, cpus: float, gpus: float, feature_refs: dict | None = None):
     from ray import tune
 
     if trainable is None:
         from trainables.train import train_fold as trainable
-    return tune.with_resources(tune.with_parameters(trainable, data=handle), {"cpu": cpus, "gpu": gpus})
+    shared = {"feature_refs": feature_refs} if feature_refs else {}  # small feature caches (feature_share.py)
+    return tune.with_resources(tune.with_parameters(trainable, data=handle, **shared), {"cpu": cpus, "gpu": gpus})
 
 
 def trial_dirname(trial) -> str:
@@ -259,8 +260,12 @@ def _start_search(*, data, space, name, out_dir: Path, search_dir: Path, n_folds
                                                           if k not in ("categories", "data")})
     (search_dir / SEARCH_FILE).write_text(json.dumps(settings, indent=1, default=str))
 
+    from trainables.feature_share import share_features  # small frozen-trunk caches: once, via the object store
+
+    feature_refs = {} if trainable is not None else share_features(
+        trial_configs, handle, cpus=float(cpus_per_trial), gpus=float(gpus_per_trial))
     tuner = tune.Tuner(
-        _trainable(trainable, handle, float(cpus_per_trial), float(gpus_per_trial)),
+        _trainable(trainable, handle, float(cpus_per_trial), float(gpus_per_trial), feature_refs),
         param_space={TRIAL_CONFIG_KEY: tune.grid_search(trial_configs)},
         tune_config=tune.TuneConfig(scheduler=chosen, num_samples=1, max_concurrent_trials=max_concurrent,
                                     reuse_actors=True, trial_dirname_creator=trial_dirname),

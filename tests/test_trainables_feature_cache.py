@@ -61,8 +61,8 @@ def tiny_backbone():
     del BACKBONES["tinynet"]
 
 
-def write_source(weights_dir, seed=0):
-    """A carded `tinynet.chestxray8` source with seeded random values (nothing is downloaded in tests)."""
+def write_source(weights_dir, seed=0, backbone="tinynet"):
+    """A carded `<backbone>.chestxray8` source with seeded random values (nothing is downloaded in tests)."""
     import keras
 
     from trainables.backbones import get_backbone
@@ -70,10 +70,10 @@ def write_source(weights_dir, seed=0):
 
     weights_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
-    path = weights_dir / "tinynet.chestxray8.weights.h5"
-    get_backbone("tinynet").build((SIZE, SIZE, 3)).save_weights(path)
+    path = weights_dir / f"{backbone}.chestxray8.weights.h5"
+    get_backbone(backbone).build((SIZE, SIZE, 3)).save_weights(path)
     write_card(weights_dir, WeightCard(
-        backbone="tinynet", source="chestxray8", source_dataset="stand-in", initial_values="random",
+        backbone=backbone, source="chestxray8", source_dataset="stand-in", initial_values="random",
         frozen_depth="none", epochs=0, val_auc=0.5, sha256=sha256_of(path), image_size=SIZE,
         weights_file=path.name))
 
@@ -86,12 +86,12 @@ def config(weights_dir, cache_dir, **change):
     return {**base, **change}
 
 
-def fit(cfg, handle, root):
+def fit(cfg, handle, root, feature_refs=None):
     from trainables.train import fit_fold
 
     reports = []
     model = fit_fold(cfg, handle, report=lambda metrics, folder: reports.append((metrics, folder)),
-                     checkpoint_root=root)
+                     checkpoint_root=root, feature_refs=feature_refs)
     return model, reports
 
 
@@ -196,6 +196,35 @@ def test_k_augmented_views_are_computed_once_and_drawn_per_image_and_epoch(runs)
     trainables.trunk._TENSORS.clear()
     for got, want in zip(same.trainable_weights, results[1e-2, 0][0].trainable_weights):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_small_caches_go_through_rays_object_store_once(tmp_path, ray_local):
+    import trainables.trunk
+    from trainables.feature_share import share_features
+
+    # ResNet50, not tinynet: the pass runs in a Ray worker, which does not see this module's registration.
+    write_source(tmp_path / "weights", backbone="resnet50")
+    handle, cache = tiny_handle(), tmp_path / "cache"
+    changes = {"a": {}, "a2": {"learning_rate": 1e-3}, "c": {"method": "C", "freeze": "none"}}
+    trials = [config(tmp_path / "weights", cache, backbone="resnet50", fold=fold, n_classes=2, config_id=name,
+                     **change) for name, change in changes.items() for fold in (0, 1)]
+    ray = ray_local
+    try:
+        assert share_features(trials, handle, cpus=1, gpus=0, max_bytes=1024) == {}  # large: the file path
+        shared = share_features(trials, handle, cpus=1, gpus=0)
+        [(key, (meta, ref))] = shared.items()  # one trunk among four cacheable trials; C caches nothing
+        assert meta["in_object_store"] and meta["shape"] == [N_IMAGES, 2048]
+        trainables.trunk._TENSORS.clear()
+        _, reports = fit(trials[1], handle, tmp_path / "from-store", feature_refs=shared)
+        assert not list(cache.glob("*.npy")) and computations(cache) == []  # the trial read the object
+        assert reports[-1][0]["feature_cache_object_store"] == 1.0 and reports[-1][0]["feature_pass_here"] == 0.0
+        assert trainables.trunk._TENSORS[key].shape == (N_IMAGES, 2048)
+        trainables.trunk._TENSORS.clear()
+        fit(trials[0], handle, tmp_path / "from-file")  # no refs: the file path computes the same features
+        np.testing.assert_allclose(np.load(cache / f"{key}.npy"), ray.get(ref), atol=1e-4)
+    finally:
+        trainables.trunk._TENSORS.clear()
 
 
 @pytest.mark.slow

@@ -64,15 +64,16 @@ def fold_positions(manifest, fold: int) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def fit_from_cache(config: dict, data, *, report: Callable, resume_from=None, checkpoint_root=None,
-                   cpus: int | None = None):
+                   cpus: int | None = None, feature_refs: dict | None = None):
     """`fit_fold` on cached features: the trained full model, or None (caller trains on images) when the
-    config cannot use the cache or the cache would not fit (said in one line)."""
+    config cannot use the cache or the cache would not fit (said in one line). `feature_refs`
+    ({key: (meta, ObjectRef)}, trainables/feature_share.py) holds small caches in Ray's object store;
+    other keys are read from (or computed into) the feature cache folder."""
     if why_not_cached(config) is not None:
         return None
     import keras
 
     from data.class_balance import beta_weights
-    from trainables.losses import weighted_bce
     from trainables.model import build_model
     from trainables.runtime import apply_runtime, plan_runtime, visible_gpus
 
@@ -92,19 +93,24 @@ def fit_from_cache(config: dict, data, *, report: Callable, resume_from=None, ch
     with strategy.scope():
         model = build_model(config)
         trunk, part = split_model(model, config)
-    identity = cache_identity(config, dataset_identity(images, manifest, cv_rows), weights_sha256(config))
-    key = cache_key(identity)
-    # K views: block 0 un-augmented (validation), blocks 1..K the views (training draws one per image).
-    shape, dtype = ((n_views(config) + 1) * len(cv_rows), *trunk.output.shape[1:]), feature_dtype(config)
-    cache_dir = Path(config["feature_cache_dir"])
-    too_big = None if key in _TENSORS else why_not_fits(int(np.prod(shape)) * dtype.itemsize, cache_dir)
-    if too_big:
-        print(f"feature cache: {too_big}; training config {config.get('config_id')} on images instead",
-              file=sys.stderr, flush=True)
-        return None
-    features, meta, computed_here = get_or_compute(
-        cache_dir, key, identity, shape, dtype,
-        lambda out: _feature_pass(trunk, _take(images, cv_rows), labels, config, out))
+    identity, key, shape, dtype = trunk_entry(config, images, manifest, cv_rows, trunk)
+    shared = (feature_refs or {}).get(key)
+    if shared is not None:  # computed once by the search's driver step; every trial reads the same object
+        meta, computed_here = shared[0], False
+        if key not in _TENSORS:
+            import ray
+
+            features = ray.get(shared[1])
+    else:
+        cache_dir = Path(config["feature_cache_dir"])
+        too_big = None if key in _TENSORS else why_not_fits(int(np.prod(shape)) * dtype.itemsize, cache_dir)
+        if too_big:
+            print(f"feature cache: {too_big}; training config {config.get('config_id')} on images instead",
+                  file=sys.stderr, flush=True)
+            return None
+        features, meta, computed_here = get_or_compute(
+            cache_dir, key, identity, shape, dtype,
+            lambda out: _feature_pass(trunk, _take(images, cv_rows), labels, config, out))
     if key not in _TENSORS:
         import tensorflow as tf
 
@@ -114,7 +120,16 @@ def fit_from_cache(config: dict, data, *, report: Callable, resume_from=None, ch
                      beta_p=beta_p, beta_n=beta_n, report=report, resume_from=resume_from, val_ids=val_ids,
                      checkpoint_root=checkpoint_root,
                      cache_metrics={"feature_cache_hit": 1.0, "feature_pass_s": float(meta["pass_seconds"]),
-                                    "feature_pass_here": 1.0 if computed_here else 0.0})
+                                    "feature_pass_here": 1.0 if computed_here else 0.0,
+                                    "feature_cache_object_store": 1.0 if shared is not None else 0.0})
+
+
+def trunk_entry(config: dict, images, manifest, cv_rows, trunk) -> tuple[dict, str, tuple, np.dtype]:
+    """(identity, key, shape, dtype) of the cache entry holding `trunk`'s output for the `cv_rows`."""
+    identity = cache_identity(config, dataset_identity(images, manifest, cv_rows), weights_sha256(config))
+    # K views: block 0 un-augmented (validation), blocks 1..K the views (training draws one per image).
+    shape = ((n_views(config) + 1) * len(cv_rows), *trunk.output.shape[1:])
+    return identity, cache_key(identity), shape, feature_dtype(config)
 
 
 def _take(images_or_paths, rows):
