@@ -20,7 +20,8 @@ and each training epoch draws one view per image (seeded).
 
 The key is sha256 over (backbone, source weights name + sha256 of the weight file, frozen depth, image
 size, preprocessing, the dataset's identity + the cached image ids, and with K views: K, the augmentation
-settings and the seed): a changed weight file, image set or size is a new entry, never a stale one. Nothing here imports TensorFlow.
+settings and the seed): a changed weight file, image set or size is a new entry, never a stale one.
+Nothing here imports TensorFlow.
 """
 from __future__ import annotations
 
