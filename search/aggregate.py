@@ -117,7 +117,11 @@ def _feature_pass_shares(trials: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     trunk = [name for name in TRUNK_COLUMNS if name in trials.columns]
     if used.any() and trunk:
         groups = trials.loc[used, trunk].astype(str).agg("|".join, axis=1)
-        per_group = ran[used].groupby(groups).sum() / groups.groupby(groups).size()
+        # A pass the driver ran (feature_share.py: Ray's object store) is in no trial's time: count it once.
+        driver = _numeric(trials, "feature_pass_s").fillna(0.0) * (
+            _numeric(trials, "feature_cache_object_store").fillna(0.0) > 0)
+        passes = ran[used].groupby(groups).sum() + driver[used].groupby(groups).max()
+        per_group = passes / groups.groupby(groups).size()
         share[used] = groups.map(per_group).to_numpy()
     return share, ran
 

@@ -66,20 +66,22 @@ REUSE_WAIT_S = 120
 
 def _in_reusable_worker(trainable):
     @functools.wraps(trainable)
-    def run(config, data):
+    def run(config, data, **shared):
         os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", str(REUSE_WAIT_S))
-        return trainable(config, data)
+        return trainable(config, data, **shared)
 
     return run
 
 
-def _trainable(trainable, handle, settings: SearchSettings):
+def _trainable(trainable, handle, settings: SearchSettings, feature_refs: dict | None = None):
     from ray import tune
 
     if trainable is None:
         from trainables.train import train_fold as trainable
     resources = {"cpu": float(settings.cpus_per_trial), "gpu": float(settings.gpus_per_trial)}
-    return tune.with_resources(tune.with_parameters(_in_reusable_worker(trainable), data=handle), resources)
+    shared = {"feature_refs": feature_refs} if feature_refs else {}  # small feature caches (feature_share.py)
+    return tune.with_resources(tune.with_parameters(_in_reusable_worker(trainable), data=handle, **shared),
+                               resources)
 
 
 def trial_dirname(trial) -> str:
@@ -184,8 +186,12 @@ def _start_search(settings: SearchSettings, *, data, space, out_dir: Path, train
     open_search_tracking(search_dir, settings.tracking_uri, settings.name, settings.mlflow_params())
     write_settings(search_dir, settings)
 
+    from trainables.feature_share import share_features  # small frozen-trunk caches: once, via the object store
+
+    feature_refs = {} if trainable is not None else share_features(
+        trial_configs, handle, cpus=float(settings.cpus_per_trial), gpus=float(settings.gpus_per_trial))
     tuner = tune.Tuner(
-        _trainable(trainable, handle, settings),
+        _trainable(trainable, handle, settings, feature_refs),
         param_space={TRIAL_CONFIG_KEY: tune.grid_search(trial_configs)},
         tune_config=tune.TuneConfig(scheduler=scheduler, num_samples=1, max_concurrent_trials=settings.max_concurrent,
                                     reuse_actors=True, trial_dirname_creator=trial_dirname),

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from data.handle import InMemoryHandle
+from trainables.errors import TrainableConfigError
 from trainables.feature_cache import (cache_identity, cache_key, computations, dataset_identity,
                                       get_or_compute, weights_sha256, why_not_cached)
 
@@ -60,8 +61,8 @@ def tiny_backbone():
     del BACKBONES["tinynet"]
 
 
-def write_source(weights_dir, seed=0):
-    """A carded `tinynet.chestxray8` source with seeded random values (nothing is downloaded in tests)."""
+def write_source(weights_dir, seed=0, backbone="tinynet"):
+    """A carded `<backbone>.chestxray8` source with seeded random values (nothing is downloaded in tests)."""
     import keras
 
     from trainables.backbones import get_backbone
@@ -69,10 +70,10 @@ def write_source(weights_dir, seed=0):
 
     weights_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
-    path = weights_dir / "tinynet.chestxray8.weights.h5"
-    get_backbone("tinynet").build((SIZE, SIZE, 3)).save_weights(path)
+    path = weights_dir / f"{backbone}.chestxray8.weights.h5"
+    get_backbone(backbone).build((SIZE, SIZE, 3)).save_weights(path)
     write_card(weights_dir, WeightCard(
-        backbone="tinynet", source="chestxray8", source_dataset="stand-in", initial_values="random",
+        backbone=backbone, source="chestxray8", source_dataset="stand-in", initial_values="random",
         frozen_depth="none", epochs=0, val_auc=0.5, sha256=sha256_of(path), image_size=SIZE,
         weights_file=path.name))
 
@@ -85,12 +86,12 @@ def config(weights_dir, cache_dir, **change):
     return {**base, **change}
 
 
-def fit(cfg, handle, root):
+def fit(cfg, handle, root, feature_refs=None):
     from trainables.train import fit_fold
 
     reports = []
     model = fit_fold(cfg, handle, report=lambda metrics, folder: reports.append((metrics, folder)),
-                     checkpoint_root=root)
+                     checkpoint_root=root, feature_refs=feature_refs)
     return model, reports
 
 
@@ -162,6 +163,71 @@ def test_method_b_trains_the_stages_after_the_boundary_as_on_images(runs, monkey
 
 
 @pytest.mark.slow
+def test_k_augmented_views_are_computed_once_and_drawn_per_image_and_epoch(runs):
+    import trainables.trunk
+    from trainables.trunk import feature_batches
+
+    root, handle, results = runs
+    cache = root / "views-cache"
+    cfg = config(root / "weights", cache, augment_views=2, epochs=2)
+    _, reports = fit(cfg, handle, root / "views")
+    fit(config(root / "weights", cache, augment_views=2, epochs=2, fold=1), handle, root / "views1")
+    [entry] = computations(cache)  # two folds, one pass
+    features = np.load(cache / f"{entry['key']}.npy")
+    assert features.shape == (3 * N_IMAGES, 16)  # un-augmented block + 2 views, tinynet's pooled 16 floats
+    clean, view1, view2 = features.reshape(3, N_IMAGES, 16)
+    assert not np.allclose(view1, clean) and not np.allclose(view2, view1)  # the views are augmented, and differ
+    assert reports[-1][0]["feature_cache_hit"] == 1.0
+    # Each epoch draws one view per image (never the un-augmented block), a new draw per epoch, seeded.
+    coded = np.repeat(np.arange(3 * N_IMAGES, dtype=np.float32)[:, None], 2, axis=1)
+    labels = np.zeros((N_IMAGES, 2), np.float32)
+    batches = feature_batches(coded, labels, np.arange(8), batch_size=4, training=True, seed=3, views=2)
+    epochs = [np.concatenate([x.numpy()[:, 0] for x, _ in batches]).astype(int) for _ in range(2)]
+    for drawn in epochs:
+        assert sorted(drawn % N_IMAGES) == list(range(8)) and set(drawn // N_IMAGES) <= {1, 2}
+    assert not np.array_equal(epochs[0] // N_IMAGES, epochs[1] // N_IMAGES)
+    validation = feature_batches(coded, labels, np.arange(8), batch_size=4, training=False, seed=3, views=2)
+    assert np.concatenate([x.numpy()[:, 0] for x, _ in validation]).tolist() == list(range(8))
+    # Training reads them: with every view replaced by the un-augmented features, it is K=0's training.
+    features[N_IMAGES:] = np.concatenate([clean, clean])
+    np.save(cache / f"{entry['key']}.npy", features)
+    trainables.trunk._TENSORS.clear()  # the worker's copy of the real views
+    same, _ = fit(config(root / "weights", cache, augment_views=2), handle, root / "views-clean")
+    trainables.trunk._TENSORS.clear()
+    for got, want in zip(same.trainable_weights, results[1e-2, 0][0].trainable_weights):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_small_caches_go_through_rays_object_store_once(tmp_path, ray_local):
+    import trainables.trunk
+    from trainables.feature_share import share_features
+
+    # ResNet50, not tinynet: the pass runs in a Ray worker, which does not see this module's registration.
+    write_source(tmp_path / "weights", backbone="resnet50")
+    handle, cache = tiny_handle(), tmp_path / "cache"
+    changes = {"a": {}, "a2": {"learning_rate": 1e-3}, "c": {"method": "C", "freeze": "none"}}
+    trials = [config(tmp_path / "weights", cache, backbone="resnet50", fold=fold, n_classes=2, config_id=name,
+                     **change) for name, change in changes.items() for fold in (0, 1)]
+    ray = ray_local
+    try:
+        assert share_features(trials, handle, cpus=1, gpus=0, max_bytes=1024) == {}  # large: the file path
+        shared = share_features(trials, handle, cpus=1, gpus=0)
+        [(key, (meta, ref))] = shared.items()  # one trunk among four cacheable trials; C caches nothing
+        assert meta["in_object_store"] and meta["shape"] == [N_IMAGES, 2048]
+        trainables.trunk._TENSORS.clear()
+        _, reports = fit(trials[1], handle, tmp_path / "from-store", feature_refs=shared)
+        assert not list(cache.glob("*.npy")) and computations(cache) == []  # the trial read the object
+        assert reports[-1][0]["feature_cache_object_store"] == 1.0 and reports[-1][0]["feature_pass_here"] == 0.0
+        assert trainables.trunk._TENSORS[key].shape == (N_IMAGES, 2048)
+        trainables.trunk._TENSORS.clear()
+        fit(trials[0], handle, tmp_path / "from-file")  # no refs: the file path computes the same features
+        np.testing.assert_allclose(np.load(cache / f"{key}.npy"), ray.get(ref), atol=1e-4)
+    finally:
+        trainables.trunk._TENSORS.clear()
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("method, freeze", [("A", "all"), ("B", "conv4")])
 def test_resnet50_trunk_and_part_compose_to_the_whole_model(method, freeze):
     import keras
@@ -214,6 +280,10 @@ def test_only_un_augmented_frozen_configs_use_the_cache(tmp_path):
     base = {"method": "A", "augment_views": 0, "frozen_bn": "inference", "feature_cache_dir": str(tmp_path)}
     assert why_not_cached(base) is None
     assert "augmentation" in why_not_cached({**base, "augment_views": None})
+    assert why_not_cached({**base, "augment_views": 4}) is None
+    for wrong in (-1, 65, 1.5, True, "4"):
+        with pytest.raises(TrainableConfigError, match="augment_views"):
+            why_not_cached({**base, "augment_views": wrong})
     assert "freezes nothing" in why_not_cached({**base, "method": "C"})
     assert "frozen_bn" in why_not_cached({**base, "frozen_bn": "train"})
     assert "off" in why_not_cached({**base, "feature_cache": "off"})

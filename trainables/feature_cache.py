@@ -4,9 +4,14 @@ With augmentation off (`augment_views: 0`) and frozen BatchNorm in inference mod
 method A or B model maps each image to the same output in every epoch, fold and config that shares it.
 So that output is computed once, stored on disk beside the search (a folder every node can reach when
 the search's --out is shared), and the trials train only the trainable part on it (see trunk.py).
+With `augment_views: K` (1..MAX_VIEWS) the frozen part sees K fixed augmented views of each image instead
+of a new random one every epoch: the cache holds K + 1 blocks of rows (block 0 un-augmented, for
+validation; blocks 1..K the views, drawn with the pipeline's default augmentation and the config's seed),
+and each training epoch draws one view per image (seeded).
 
     FEATURE_CACHE_DIR/
-      <key>.npy              features of the dataset's cv rows, in manifest order: method A the pooled
+      <key>.npy              features of the dataset's cv rows, in manifest order (K + 1 blocks of them
+                             with K views): method A the pooled
                              vector (float32, 2,048 or 1,024 per image), method B the activation at the
                              freeze boundary (float16, e.g. ResNet50 conv4 at 512 px: 32 x 32 x 1,024)
       <key>.json             what the key stands for, the shape, and how long the pass took
@@ -14,8 +19,9 @@ the search's --out is shared), and the trials train only the trainable part on i
       computations.jsonl     one line per feature pass actually run (the tests count them)
 
 The key is sha256 over (backbone, source weights name + sha256 of the weight file, frozen depth, image
-size, preprocessing, the dataset's identity + the cached image ids): a changed weight file, image set or
-size is a new entry, never a stale one. Nothing here imports TensorFlow.
+size, preprocessing, the dataset's identity + the cached image ids, and with K views: K, the augmentation
+settings and the seed): a changed weight file, image set or size is a new entry, never a stale one.
+Nothing here imports TensorFlow.
 """
 from __future__ import annotations
 
@@ -40,19 +46,27 @@ COMPUTATIONS_LOG = "computations.jsonl"
 MEMORY_SHARE = 0.5
 DISK_RESERVE_BYTES = 1 << 30
 FEATURE_CACHE_MODES = ("auto", "off")
+MAX_VIEWS = 64  # fixed augmented views per image; each multiplies the cache's size
 _WEIGHT_HASHES: dict[tuple, str] = {}  # (path, size, mtime) -> sha256, per worker process
 
 
 def check_cache_keys(config: dict) -> None:
-    """`augment_views` (0: no augmentation; absent: random augmentation every epoch) and `feature_cache`."""
+    """`augment_views` (0: no augmentation; K: K fixed augmented views per image; absent: random
+    augmentation every epoch) and `feature_cache`."""
     views = config.get("augment_views")
-    if views is not None and (isinstance(views, bool) or not isinstance(views, int) or views != 0):
+    if views is not None and (isinstance(views, bool) or not isinstance(views, int) or not 0 <= views <= MAX_VIEWS):
         raise TrainableConfigError(
-            f"augment_views must be 0 (augmentation off; the frozen trunk's output can then be cached) or "
-            f"absent (random augmentation every epoch), got {views!r}")
+            f"augment_views must be 0 (augmentation off), an integer K from 1 to {MAX_VIEWS} (K fixed augmented "
+            f"views per image; the frozen trunk's output can then be cached) or absent (random augmentation "
+            f"every epoch), got {views!r}")
     mode = config.get("feature_cache", "auto")
     if mode not in FEATURE_CACHE_MODES:
         raise TrainableConfigError(f"feature_cache must be one of {', '.join(FEATURE_CACHE_MODES)}, got {mode!r}")
+
+
+def n_views(config: dict) -> int:
+    """Fixed augmented views per image the cache holds besides the un-augmented block (0: none)."""
+    return int(config.get("augment_views") or 0)
 
 
 def why_not_cached(config: dict) -> str | None:
@@ -62,8 +76,8 @@ def why_not_cached(config: dict) -> str | None:
         return "feature_cache is off"
     if config["method"] not in ("A", "B"):
         return f"method {config['method']} freezes nothing"
-    if config.get("augment_views") != 0:
-        return "augmentation is on (set augment_views: 0 to cache)"
+    if config.get("augment_views") is None:
+        return "augmentation is random every epoch (set augment_views: 0, or K fixed views, to cache)"
     if config.get("frozen_bn", "inference") != "inference":
         return "frozen_bn=train keeps the frozen BatchNorm layers changing"
     if not config.get("feature_cache_dir"):
@@ -102,10 +116,17 @@ def dataset_identity(images_or_paths, manifest, rows: np.ndarray) -> str:
 
 def cache_identity(config: dict, dataset_id: str, weights_id: str) -> dict:
     spec = get_backbone(config["backbone"])
-    return {"format": 1, "backbone": spec.name, "source_weights": config["source_weights"],
-            "weights_sha256": weights_id, "frozen": "all" if config["method"] == "A" else config["freeze"],
-            "image_size": int(config["image_size"]), "preprocessing": spec.preprocessing,
-            "dataset": dataset_id}
+    identity = {"format": 1, "backbone": spec.name, "source_weights": config["source_weights"],
+                "weights_sha256": weights_id, "frozen": "all" if config["method"] == "A" else config["freeze"],
+                "image_size": int(config["image_size"]), "preprocessing": spec.preprocessing,
+                "dataset": dataset_id}
+    if n_views(config):  # the views depend on the augmentation's settings and seed too
+        from dataclasses import asdict
+
+        from data.pipeline import Augmentation
+
+        identity.update(views=n_views(config), augmentation=asdict(Augmentation()), view_seed=int(config["seed"]))
+    return identity
 
 
 def cache_key(identity: dict) -> str:

@@ -65,12 +65,13 @@ def split_rows(images_or_paths, labels, manifest, categories, *, fold: int) -> F
 
 def fit_fold(config: dict, data, *, report: Callable[[dict, Path | None], None],
              resume_from: str | Path | None = None, checkpoint_root: str | Path | None = None,
-             cpus: int | None = None):
+             cpus: int | None = None, feature_refs: dict | None = None):
     """Train `config` (a flat config plus `fold`) on `data` (a data.handle handle).
 
     Calls `report(metrics, checkpoint_dir_or_None)` once per epoch; checkpoint folders are made
     under `checkpoint_root` (a temporary folder when None) and belong to the caller afterwards.
-    `resume_from` is a checkpoint folder to continue from. Returns the trained Keras model."""
+    `resume_from` is a checkpoint folder to continue from. `feature_refs`: small feature caches in Ray's
+    object store (trainables/feature_share.py). Returns the trained Keras model."""
     from trainables.native_logs import import_tensorflow_quietly
 
     import_tensorflow_quietly()  # first in a trial worker: no native start-up lines on the terminal
@@ -91,7 +92,7 @@ def fit_fold(config: dict, data, *, report: Callable[[dict, Path | None], None],
     from trainables.trunk import fit_from_cache  # a frozen trunk's output computed once (feature_cache.py)
 
     cached = fit_from_cache(config, data, report=report, resume_from=resume_from,
-                            checkpoint_root=checkpoint_root, cpus=cpus)
+                            checkpoint_root=checkpoint_root, cpus=cpus, feature_refs=feature_refs)
     if cached is not None:
         return cached
     fold = split_fold(data, int(config["fold"]))
@@ -143,8 +144,8 @@ def fit_fold(config: dict, data, *, report: Callable[[dict, Path | None], None],
     return model
 
 
-def train_fold(config: dict, data) -> None:
-    """Ray Tune function trainable: `tune.with_parameters(train_fold, data=handle)`."""
+def train_fold(config: dict, data, feature_refs: dict | None = None) -> None:
+    """Ray Tune function trainable: `tune.with_parameters(train_fold, data=handle[, feature_refs=...])`."""
     from trainables.native_logs import import_tensorflow_quietly
 
     import_tensorflow_quietly()  # before `import keras`, which imports TensorFlow: no native start-up lines
@@ -171,6 +172,6 @@ def train_fold(config: dict, data) -> None:
         if checkpoint is not None:
             resume_from = Path(checkpoint.to_directory(str(work / "resume")))
         fit_fold(flat, data, report=report, resume_from=resume_from, checkpoint_root=work / "out",
-                 cpus=int(cpus) if cpus else None)
+                 cpus=int(cpus) if cpus else None, feature_refs=feature_refs)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -24,9 +24,10 @@ import numpy as np
 
 from trainables.errors import TrainableConfigError
 from trainables.feature_cache import (cache_identity, cache_key, dataset_identity, feature_dtype,
-                                      get_or_compute, weights_sha256, why_not_cached, why_not_fits)
+                                      get_or_compute, n_views, weights_sha256, why_not_cached, why_not_fits)
 
 PASS_BATCH_SIZE = 32  # images per trunk call in the one-off feature pass: bounded memory at 512 px
+VIEW_SEED_STRIDE = 1000  # view v of a config with seed s is drawn with pipeline seed s * 1000 + v
 _TENSORS: dict[str, object] = {}  # key -> features as a TF tensor, one entry per worker (reused actors)
 
 
@@ -63,15 +64,16 @@ def fold_positions(manifest, fold: int) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def fit_from_cache(config: dict, data, *, report: Callable, resume_from=None, checkpoint_root=None,
-                   cpus: int | None = None):
+                   cpus: int | None = None, feature_refs: dict | None = None):
     """`fit_fold` on cached features: the trained full model, or None (caller trains on images) when the
-    config cannot use the cache or the cache would not fit (said in one line)."""
+    config cannot use the cache or the cache would not fit (said in one line). `feature_refs`
+    ({key: (meta, ObjectRef)}, trainables/feature_share.py) holds small caches in Ray's object store;
+    other keys are read from (or computed into) the feature cache folder."""
     if why_not_cached(config) is not None:
         return None
     import keras
 
     from data.class_balance import beta_weights
-    from trainables.losses import weighted_bce
     from trainables.model import build_model
     from trainables.runtime import apply_runtime, plan_runtime, visible_gpus
 
@@ -91,18 +93,24 @@ def fit_from_cache(config: dict, data, *, report: Callable, resume_from=None, ch
     with strategy.scope():
         model = build_model(config)
         trunk, part = split_model(model, config)
-    identity = cache_identity(config, dataset_identity(images, manifest, cv_rows), weights_sha256(config))
-    key = cache_key(identity)
-    shape, dtype = (len(cv_rows), *trunk.output.shape[1:]), feature_dtype(config)
-    cache_dir = Path(config["feature_cache_dir"])
-    too_big = None if key in _TENSORS else why_not_fits(int(np.prod(shape)) * dtype.itemsize, cache_dir)
-    if too_big:
-        print(f"feature cache: {too_big}; training config {config.get('config_id')} on images instead",
-              file=sys.stderr, flush=True)
-        return None
-    features, meta, computed_here = get_or_compute(
-        cache_dir, key, identity, shape, dtype,
-        lambda out: _feature_pass(trunk, _take(images, cv_rows), labels, config, out))
+    identity, key, shape, dtype = trunk_entry(config, images, manifest, cv_rows, trunk)
+    shared = (feature_refs or {}).get(key)
+    if shared is not None:  # computed once by the search's driver step; every trial reads the same object
+        meta, computed_here = shared[0], False
+        if key not in _TENSORS:
+            import ray
+
+            features = ray.get(shared[1])
+    else:
+        cache_dir = Path(config["feature_cache_dir"])
+        too_big = None if key in _TENSORS else why_not_fits(int(np.prod(shape)) * dtype.itemsize, cache_dir)
+        if too_big:
+            print(f"feature cache: {too_big}; training config {config.get('config_id')} on images instead",
+                  file=sys.stderr, flush=True)
+            return None
+        features, meta, computed_here = get_or_compute(
+            cache_dir, key, identity, shape, dtype,
+            lambda out: _feature_pass(trunk, _take(images, cv_rows), labels, config, out))
     if key not in _TENSORS:
         import tensorflow as tf
 
@@ -112,7 +120,16 @@ def fit_from_cache(config: dict, data, *, report: Callable, resume_from=None, ch
                      beta_p=beta_p, beta_n=beta_n, report=report, resume_from=resume_from, val_ids=val_ids,
                      checkpoint_root=checkpoint_root,
                      cache_metrics={"feature_cache_hit": 1.0, "feature_pass_s": float(meta["pass_seconds"]),
-                                    "feature_pass_here": 1.0 if computed_here else 0.0})
+                                    "feature_pass_here": 1.0 if computed_here else 0.0,
+                                    "feature_cache_object_store": 1.0 if shared is not None else 0.0})
+
+
+def trunk_entry(config: dict, images, manifest, cv_rows, trunk) -> tuple[dict, str, tuple, np.dtype]:
+    """(identity, key, shape, dtype) of the cache entry holding `trunk`'s output for the `cv_rows`."""
+    identity = cache_identity(config, dataset_identity(images, manifest, cv_rows), weights_sha256(config))
+    # K views: block 0 un-augmented (validation), blocks 1..K the views (training draws one per image).
+    shape = ((n_views(config) + 1) * len(cv_rows), *trunk.output.shape[1:])
+    return identity, cache_key(identity), shape, feature_dtype(config)
 
 
 def _take(images_or_paths, rows):
@@ -122,37 +139,62 @@ def _take(images_or_paths, rows):
 
 
 def _feature_pass(trunk, images, labels, config: dict, out: np.ndarray) -> None:
-    """Fill `out` with the trunk's output for every image, in order (un-augmented, preprocessed)."""
+    """Fill `out` with the trunk's output for every image, in order: un-augmented, then (with K views)
+    view 1..K of every image, each block drawn by the image pipeline's default augmentation."""
     from data.pipeline import make_dataset
     from trainables.backbones import get_backbone
 
-    batches = make_dataset(images, labels, image_size=config["image_size"], batch_size=PASS_BATCH_SIZE,
-                           preprocessing=get_backbone(config["backbone"]).preprocessing, training=False,
-                           seed=int(config["seed"]))
+    common = dict(image_size=config["image_size"], batch_size=PASS_BATCH_SIZE,
+                  preprocessing=get_backbone(config["backbone"]).preprocessing)
+    n_images = len(labels)
     start = 0
-    for batch, _ in batches:
+    for batch, _ in make_dataset(images, labels, training=False, seed=int(config["seed"]), **common):
         values = np.asarray(trunk.predict_on_batch(batch))
         out[start:start + len(values)] = values.astype(out.dtype)
         start += len(values)
+    # The pipeline augments only when training, and training shuffles: the "labels" are row numbers, so
+    # each augmented batch says where its rows go. One seed per view: K different, reproducible views.
+    rows = np.arange(n_images, dtype=np.float32)[:, None]  # exact in float32 below 2**24 images
+    for view in range(1, n_views(config) + 1):
+        views = make_dataset(images, rows, training=True, augment=None, seed=view_seed(config, view), **common)
+        for batch, where in views:
+            values = np.asarray(trunk.predict_on_batch(batch))
+            out[view * n_images + np.asarray(where)[:, 0].astype(np.int64)] = values.astype(out.dtype)
+
+
+def view_seed(config: dict, view: int) -> int:
+    """The image pipeline's seed for view `view` (1..K) of a config: distinct per view and per seed."""
+    return int(config["seed"]) * VIEW_SEED_STRIDE + view
 
 
 def feature_batches(features, labels, positions, *, batch_size: int, training: bool, seed: int,
-                    drop_remainder: bool = False):
+                    drop_remainder: bool = False, views: int = 0):
     """(float32 features, float32 labels) batches of `positions`, shuffled as data.pipeline shuffles images
-    (same seed, same op), so that batch k holds the same images in both."""
+    (same seed, same op), so that batch k holds the same images in both. With `views` K > 0, `features`
+    holds K + 1 blocks of len(labels) rows: training draws one of blocks 1..K per image and batch (seeded,
+    a new draw every epoch); validation reads block 0 (un-augmented)."""
     import tensorflow as tf
 
     positions_tensor, label_tensor = tf.constant(positions, tf.int64), tf.constant(labels)
+    n_images = len(labels)
     indices = tf.data.Dataset.range(len(positions))
     if training:
         indices = indices.shuffle(len(positions), seed=seed, reshuffle_each_iteration=True)
+    draw_views = training and views > 0
 
-    def gather(index):
+    def gather(index, view_seed_pair):
         rows = tf.gather(positions_tensor, index)
-        return tf.cast(tf.gather(features, rows), tf.float32), tf.gather(label_tensor, rows)
+        cache_rows = rows
+        if draw_views:
+            view = tf.random.stateless_uniform(tf.shape(rows), view_seed_pair, minval=1, maxval=views + 1,
+                                               dtype=tf.int64)
+            cache_rows = rows + view * n_images
+        return tf.cast(tf.gather(features, cache_rows), tf.float32), tf.gather(label_tensor, rows)
 
-    batches = indices.batch(batch_size, drop_remainder=drop_remainder).map(gather)
-    return batches.prefetch(tf.data.AUTOTUNE)
+    # One seed pair per batch, a new stream each epoch (as data.pipeline draws its augmentation).
+    view_seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
+    batches = tf.data.Dataset.zip((indices.batch(batch_size, drop_remainder=drop_remainder), view_seeds))
+    return batches.map(gather).prefetch(tf.data.AUTOTUNE)
 
 
 def _fit_part(model, part, features, labels, train_at, val_at, categories, config, plan, strategy, *,
@@ -169,7 +211,7 @@ def _fit_part(model, part, features, labels, train_at, val_at, categories, confi
 
     seed, batch_size = int(config["seed"]), int(config["batch_size"])
     train_data = feature_batches(features, labels, train_at, batch_size=batch_size, training=True, seed=seed,
-                                 drop_remainder=plan.drop_remainder)
+                                 drop_remainder=plan.drop_remainder, views=n_views(config))
     val_data = feature_batches(features, labels, val_at, batch_size=batch_size, training=False, seed=seed)
     with strategy.scope():
         optimizer = keras.optimizers.Adam(learning_rate=config["learning_rate"])
