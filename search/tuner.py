@@ -186,7 +186,7 @@ def _start_search(settings: SearchSettings, *, data, space, out_dir: Path, train
     open_search_tracking(search_dir, settings.tracking_uri, settings.name, settings.mlflow_params())
     write_settings(search_dir, settings)
 
-    from trainables.feature_share import share_features  # small frozen-trunk caches: once, via the object store
+    from search.feature_share import share_features  # small frozen-trunk caches: once, via the object store
 
     feature_refs = {} if trainable is not None else share_features(
         trial_configs, handle, cpus=float(settings.cpus_per_trial), gpus=float(settings.gpus_per_trial))

@@ -201,7 +201,7 @@ def test_k_augmented_views_are_computed_once_and_drawn_per_image_and_epoch(runs)
 @pytest.mark.slow
 def test_small_caches_go_through_rays_object_store_once(tmp_path, ray_local):
     import trainables.trunk
-    from trainables.feature_share import share_features
+    from search.feature_share import share_features
 
     # ResNet50, not tinynet: the pass runs in a Ray worker, which does not see this module's registration.
     write_source(tmp_path / "weights", backbone="resnet50")
@@ -216,7 +216,8 @@ def test_small_caches_go_through_rays_object_store_once(tmp_path, ray_local):
         [(key, (meta, ref))] = shared.items()  # one trunk among four cacheable trials; C caches nothing
         assert meta["in_object_store"] and meta["shape"] == [N_IMAGES, 2048]
         trainables.trunk._TENSORS.clear()
-        _, reports = fit(trials[1], handle, tmp_path / "from-store", feature_refs=shared)
+        fetch_from_store = {key: (meta, lambda: ray.get(ref))}  # what train_fold hands fit_fold
+        _, reports = fit(trials[1], handle, tmp_path / "from-store", feature_refs=fetch_from_store)
         assert not list(cache.glob("*.npy")) and computations(cache) == []  # the trial read the object
         assert reports[-1][0]["feature_cache_object_store"] == 1.0 and reports[-1][0]["feature_pass_here"] == 0.0
         assert trainables.trunk._TENSORS[key].shape == (N_IMAGES, 2048)

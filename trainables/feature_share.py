@@ -1,6 +1,7 @@
-"""Small feature caches through Ray's object store instead of the shared filesystem.
+"""Small feature caches through Ray's object store instead of the shared filesystem: the trial side.
 
-A search's driver calls `share_features(trial_configs, data, cpus=..., gpus=...)` before its trials start.
+A search's driver calls `search.feature_share.share_features(trial_configs, data, cpus=..., gpus=...)` before
+its trials start (Ray lives in search/).
 For each frozen trunk that cacheable trials share (same backbone, source weights, frozen depth, image size,
 views), one Ray task with a trial's resources builds the trunk and runs the one-off feature pass. When the
 features take at most OBJECT_STORE_MAX_BYTES, the task returns them as a Ray object, and every trial on
@@ -12,11 +13,10 @@ The bound, 256 MiB: Ray's object store takes 30% of a node's memory by default (
 each trial copies the features once more into its own TensorFlow tensor; 256 MiB is ~32,000 ResNet50
 pooled vectors (method A on a hospital-sized set at any image size), or B through conv4 at 128 px on
 ~2,000 images; a 512 px B cache (3.8 GiB for 1,924 images) goes through the filesystem.
-Ray and TensorFlow are imported inside the functions.
+TensorFlow is imported inside the functions; this module imports no Ray.
 """
 from __future__ import annotations
 
-import sys
 import time
 
 import numpy as np
@@ -38,32 +38,6 @@ def trunk_groups(trial_configs: list[dict]) -> list[dict]:
                  config["freeze"], config["image_size"], n_views(config), config["seed"] if n_views(config) else None)
         representatives.setdefault(trunk, config)
     return list(representatives.values())
-
-
-def share_features(trial_configs: list[dict], data, *, cpus: float, gpus: float,
-                   max_bytes: int = OBJECT_STORE_MAX_BYTES) -> dict[str, tuple[dict, object]]:
-    """{cache key: (meta, ObjectRef of the features)} for the small caches; {} when Ray is not running
-    or nothing caches. Pass it to the trials (`train_fold(..., feature_refs=...)`)."""
-    import ray
-
-    groups = trunk_groups(trial_configs)
-    if not groups or not ray.is_initialized():
-        return {}
-    data_ref = ray.put(data)  # one copy in the store, not one per task
-    task = ray.remote(shared_pass).options(num_cpus=cpus, num_gpus=gpus, num_returns=2)
-    pending = [(config, *task.remote(config, data_ref, max_bytes, int(cpus) or None)) for config in groups]
-    shared = {}
-    for config, meta_ref, features_ref in pending:
-        try:
-            meta = ray.get(meta_ref)
-        except ray.exceptions.RayError as error:  # the trials will compute it themselves, and say why
-            print(f"feature cache: the shared pass for {config['backbone']} {config['method']} "
-                  f"{config['freeze']} failed ({str(error).splitlines()[0]}); trials compute it themselves",
-                  file=sys.stderr, flush=True)
-            continue
-        if meta["in_object_store"]:
-            shared[meta["key"]] = (meta, features_ref)
-    return shared
 
 
 def shared_pass(config: dict, data, max_bytes: int, cpus: int | None) -> tuple[dict, np.ndarray | None]:

@@ -6,6 +6,7 @@ tune.get_checkpoint. TensorFlow and Ray are imported inside the functions.
 """
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -70,8 +71,8 @@ def fit_fold(config: dict, data, *, report: Callable[[dict, Path | None], None],
 
     Calls `report(metrics, checkpoint_dir_or_None)` once per epoch; checkpoint folders are made
     under `checkpoint_root` (a temporary folder when None) and belong to the caller afterwards.
-    `resume_from` is a checkpoint folder to continue from. `feature_refs`: small feature caches in Ray's
-    object store (trainables/feature_share.py). Returns the trained Keras model."""
+    `resume_from` is a checkpoint folder to continue from. `feature_refs`: small feature caches
+    shared by the search ({cache key: (meta, fetch)}, fetch() returns the features; trainables/feature_share.py). Returns the trained Keras model."""
     from trainables.native_logs import import_tensorflow_quietly
 
     import_tensorflow_quietly()  # first in a trial worker: no native start-up lines on the terminal
@@ -156,6 +157,9 @@ def train_fold(config: dict, data, feature_refs: dict | None = None) -> None:
 
     keras.backend.clear_session()  # a reused actor (search reuses them): forget the previous trial's models
     flat = dict(config.get(TUNE_CONFIG_KEY, config))
+    # Small feature caches in Ray's object store (search/feature_share.py): fetched only if this trial's
+    # trunk is among them (ray.get: zero-copy on this node).
+    feature_refs = {key: (meta, functools.partial(ray.get, ref)) for key, (meta, ref) in (feature_refs or {}).items()}
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
 
     def report(metrics: dict, checkpoint_dir: Path | None) -> None:

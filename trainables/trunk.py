@@ -67,7 +67,7 @@ def fit_from_cache(config: dict, data, *, report: Callable, resume_from=None, ch
                    cpus: int | None = None, feature_refs: dict | None = None):
     """`fit_fold` on cached features: the trained full model, or None (caller trains on images) when the
     config cannot use the cache or the cache would not fit (said in one line). `feature_refs`
-    ({key: (meta, ObjectRef)}, trainables/feature_share.py) holds small caches in Ray's object store;
+    ({key: (meta, fetch)}, fetch() returns the features; trainables/feature_share.py) holds small shared caches;
     other keys are read from (or computed into) the feature cache folder."""
     if why_not_cached(config) is not None:
         return None
@@ -98,9 +98,7 @@ def fit_from_cache(config: dict, data, *, report: Callable, resume_from=None, ch
     if shared is not None:  # computed once by the search's driver step; every trial reads the same object
         meta, computed_here = shared[0], False
         if key not in _TENSORS:
-            import ray
-
-            features = ray.get(shared[1])
+            features = shared[1]()  # fetch (train_fold: ray.get from the object store)
     else:
         cache_dir = Path(config["feature_cache_dir"])
         too_big = None if key in _TENSORS else why_not_fits(int(np.prod(shape)) * dtype.itemsize, cache_dir)
