@@ -37,6 +37,11 @@ class FinalOutcome:
     history: list[dict] = field(default_factory=list)
     clinical: object = None  # search.evaluation.clinical.EvaluationOutcome, or why it was skipped (str)
 
+    @property
+    def sidecar_path(self) -> Path:
+        """model.json beside the model: what `predict` needs besides the weights."""
+        return self.model_path.with_name(SIDECAR_FILE)
+
     def summary_lines(self) -> list[str]:
         m = self.metrics
         lines = [

@@ -13,7 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from search.final import SIDECAR_FILE, FinalOutcome
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # final.py calls this module: no import back at run time
+    from search.final import FinalOutcome
 
 
 def log_and_register(outcome: FinalOutcome, results, registered_name: str, *, n_train: int) -> None:
@@ -70,11 +73,11 @@ def _log_pyfunc_model(client, run_id: str, outcome: FinalOutcome) -> None:
     work (search/mlflow_model.py)."""
     from search.mlflow_model import save_pyfunc
 
-    sidecar = json.loads(outcome.model_path.with_name(SIDECAR_FILE).read_text())
+    sidecar = json.loads(outcome.sidecar_path.read_text())
     with tempfile.TemporaryDirectory(prefix="cxrtune-mlflow-model-") as scratch:
         final_model = Path(scratch) / "final_model"  # exactly the two files predict needs
         final_model.mkdir()
-        for path in (outcome.model_path, outcome.model_path.with_name(SIDECAR_FILE)):
+        for path in (outcome.model_path, outcome.sidecar_path):
             shutil.copy2(path, final_model / path.name)
         saved = save_pyfunc(final_model, Path(scratch) / "model", categories=list(sidecar["categories"]),
                             image_size=int(sidecar["image_size"]))
