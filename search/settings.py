@@ -22,7 +22,21 @@ OBJECTIVES = {"cv_val_auc_mean": "max", "trainable_params": "min"}
 DEFAULT_FOLDS = 5  # when neither --folds nor the dataset says how many
 # What a finished trial keeps (search/checkpoints.py): its final weights (no optimizer state), or nothing.
 KEEP_CHECKPOINTS = ("final", "none")
-AUGMENT = ("random", "off")
+
+
+def augment_views(augment: str) -> int | None:
+    """The trials' `augment_views` for --augment: None (random augmentation every epoch), 0 (off) or K
+    (`views:K`: K fixed augmented views per image, so methods A/B can still train from cached features)."""
+    from trainables.feature_cache import MAX_VIEWS
+
+    if augment == "random":
+        return None
+    if augment == "off":
+        return 0
+    count = str(augment).partition("views:")[2]
+    if str(augment).startswith("views:") and count.isdigit() and 1 <= int(count) <= MAX_VIEWS:
+        return int(count)
+    raise SearchError(f"--augment {augment!r}: choose random, off or views:K with K from 1 to {MAX_VIEWS}")
 DATA_MODES = ("auto", "memory", "path")
 
 
@@ -68,8 +82,8 @@ class SearchSettings:
                               "letter or digit (it names a folder and an MLflow experiment)")
         if self.n_folds is not None and int(self.n_folds) < 2:
             raise SearchError(f"--folds {self.n_folds}: cross-validation needs at least 2 folds")
+        augment_views(self.augment)
         for flag, value, accepted in (("--keep-checkpoints", self.keep_checkpoints, KEEP_CHECKPOINTS),
-                                      ("--augment", self.augment, AUGMENT),
                                       ("--data-mode", self.data_mode, DATA_MODES)):
             if value not in accepted:
                 raise SearchError(f"{flag} {value!r}: choose one of {', '.join(accepted)}")

@@ -17,7 +17,8 @@ from pathlib import Path
 from search.errors import SearchError
 from search.quiet import quiet_driver, worker_environment
 from search.search_data import data_handle, dataset_folds, reload_handle
-from search.settings import DEFAULT_FOLDS, OBJECTIVES, SEARCH_FILE, SearchSettings, read_settings, write_settings
+from search.settings import (DEFAULT_FOLDS, OBJECTIVES, SEARCH_FILE, SearchSettings, augment_views, read_settings,
+                             write_settings)
 from search.trials import TRIAL_CONFIG_KEY, trial_identity
 
 SCHEDULER_STATE_FILE = "scheduler_state.pkl"
@@ -51,8 +52,9 @@ def _trial_configs(configs: list[dict], settings: SearchSettings, n_classes: int
         extra["weights_dir"] = settings.weights_dir
     # frozen trunks' outputs, computed once per search (trainables/feature_cache.py)
     extra["feature_cache_dir"] = str(search_dir / "feature_cache")
-    if settings.augment == "off":
-        extra["augment_views"] = 0
+    views = augment_views(settings.augment)
+    if views is not None:
+        extra["augment_views"] = views
     return [{**config, "fold": fold, **extra} for config in configs for fold in range(settings.n_folds)]
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from search.errors import SearchError
-from search.settings import SearchSettings, read_settings, write_settings
+from search.settings import SearchSettings, augment_views, read_settings, write_settings
 
 # search.json as the search driver wrote it before SearchSettings (a flat dict; no data_mode, no storage).
 WRITTEN_BEFORE = {
@@ -37,8 +37,12 @@ def test_settings_round_trip_through_search_json_and_older_files_still_load(tmp_
 
 
 def test_bad_settings_are_refused_naming_the_flag(tmp_path):
-    with pytest.raises(SearchError, match="--augment 'never': choose one of random, off"):
-        SearchSettings(name="s", augment="never")
+    for wrong in ("never", "views:0", "views:65", "views:two"):
+        with pytest.raises(SearchError, match=f"--augment '{wrong}': choose random, off or views:K with K from 1 to 64"):
+            SearchSettings(name="s", augment=wrong)
+    # What the trials are told: random every epoch (absent), off (0), or K fixed views per image.
+    assert [augment_views(SearchSettings(name="s", augment=a).augment) for a in ("random", "off", "views:3")] == [
+        None, 0, 3]
     (tmp_path / "search.json").write_text(json.dumps({"name": "s", "n_folds": "x", "seed": [1]})[:20])
     with pytest.raises(SearchError, match="search.json is not a search's settings file"):
         read_settings(tmp_path)

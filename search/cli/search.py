@@ -49,9 +49,10 @@ def register(subparsers) -> None:
                         help="what a finished trial keeps: its final weights without optimizer state (final, "
                              "default) or nothing (none); running trials always keep their last checkpoint")
     parser.add_argument("--seed", metavar="N", type=int, default=0, help="seed of sampled keys and folds (default 0)")
-    parser.add_argument("--augment", default="random", choices=("random", "off"),
-                        help="training augmentation (default random); off lets methods A/B train from a frozen "
-                             "trunk's cached features, computed once per search")
+    parser.add_argument("--augment", default="random", metavar="random|off|views:K",
+                        help="training augmentation (default random: new every epoch); off, or views:K (K fixed "
+                             "augmented views per image, 1-64), lets methods A/B train from a frozen trunk's "
+                             "cached features, computed once per search")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a space key, YAML-valued (e.g. --set epochs=2 --set image_size=64)")
     parser.set_defaults(func=search_command)
