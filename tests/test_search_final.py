@@ -163,7 +163,10 @@ def recipe(ray_local, tmp_path_factory):
     space = {"name": "recipe", "backbone": "resnet50", "method": ["A", "B"], "freeze": "conv4",
              "source_weights": "chestxray8", "image_size": 32, "epochs": 1, "batch_size": 8,
              "learning_rate": 1.0e-3}
-    run_search(SearchSettings(name="recipe", n_folds=2, max_concurrent=2, weights_dir=str(root / "weights")),
+    # --augment off: A and B train from the frozen trunk's features, which the driver computes once per trunk
+    # and hands the trials through Ray's object store (search/feature_share.py); train-final loads the full model.
+    run_search(SearchSettings(name="recipe", n_folds=2, max_concurrent=2, weights_dir=str(root / "weights"),
+                              augment="off"),
                data=root / "prepared", space=space, out_dir=root / "runs", progress_interval_s=600)
     return root
 
@@ -175,6 +178,8 @@ def test_recipe_report_pareto_train_final_predict(recipe, capsys):
     from search.cli import main
 
     runs_dir, search_dir = recipe / "runs", recipe / "runs" / "recipe"
+    trials = pd.read_csv(search_dir / "trials.csv", dtype={"config_id": str})
+    assert (trials["feature_cache_object_store"] == 1.0).all()  # each trial read the driver's one pass
     assert main(["report", "recipe", "--out", str(runs_dir)]) == 0
     report = (search_dir / "report" / "report.md").read_text()
     assert "## resnet50: validation AUC" in report
