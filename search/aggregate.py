@@ -126,11 +126,29 @@ def _feature_pass_shares(trials: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     return share, ran
 
 
+def _add_budget_columns(table: pd.DataFrame, trials: pd.DataFrame, done: pd.Series, n_folds: int) -> None:
+    """How much of its budget each config trained (in place): n_folds, n_folds_done, all_folds_ended,
+    epochs_trained_min/max, stopped_early and full_budget (every fold ended, every planned epoch trained)."""
+    config_ids, done_ids = trials["config_id"], trials["config_id"][done]
+    epochs_done = _numeric(trials, "epochs_done")
+    table["n_folds"] = n_folds
+    table["n_folds_done"] = trials.loc[done, "fold"].groupby(done_ids).nunique()
+    table["n_folds_done"] = table["n_folds_done"].fillna(0).astype(int)
+    table["all_folds_ended"] = table["n_folds_done"] >= n_folds
+    table["epochs_trained_min"] = epochs_done[done].groupby(done_ids).min()
+    table["epochs_trained_max"] = epochs_done[done].groupby(done_ids).max()
+    cut = (epochs_done < _numeric(trials, "epochs"))[done].groupby(done_ids).any()
+    table["stopped_early"] = cut.reindex(table.index, fill_value=False).astype(bool)
+    planned = _numeric(trials, "epochs").groupby(config_ids, sort=False).max()
+    table["full_budget"] = (table["all_folds_ended"] & ~table["stopped_early"]
+                            & (table["epochs_trained_min"] >= planned.reindex(table.index))).astype(bool)
+
+
 def fold_table(trials: pd.DataFrame, *, n_folds: int | None = None) -> pd.DataFrame:
     """One row per config from one row per (config, fold) trial; see the module docstring for columns.
 
     `n_folds` is how many folds each config should have; by default the number of distinct folds in
-    `trials` (a config with a fold not yet started then shows `complete == False`).
+    `trials` (a config with a fold not yet started then has `all_folds_ended == False`).
     """
     missing = [name for name in REQUIRED_COLUMNS if name not in trials.columns]
     if missing:
@@ -146,23 +164,12 @@ def fold_table(trials: pd.DataFrame, *, n_folds: int | None = None) -> pd.DataFr
     done = status.isin(DONE_STATUSES) if status is not None else pd.Series(True, index=trials.index)
     config_ids = trials["config_id"]
     costs = _trial_costs(trials)
-    epochs_done = _numeric(trials, "epochs_done")
 
     # Every figure is a groupby over config_id, of all trials or of the done ones only.
     everyone = trials.groupby(config_ids, sort=False)
     table = everyone[[name for name in CONFIG_COLUMNS if name in trials.columns]].first()
     done_ids = config_ids[done]
-    table["n_folds"] = n_folds
-    table["n_folds_done"] = trials.loc[done, "fold"].groupby(done_ids).nunique()
-    table["n_folds_done"] = table["n_folds_done"].fillna(0).astype(int)
-    table["all_folds_ended"] = table["n_folds_done"] >= n_folds
-    table["epochs_trained_min"] = epochs_done[done].groupby(done_ids).min()
-    table["epochs_trained_max"] = epochs_done[done].groupby(done_ids).max()
-    cut = (epochs_done < _numeric(trials, "epochs"))[done].groupby(done_ids).any()
-    table["stopped_early"] = cut.reindex(table.index, fill_value=False).astype(bool)
-    planned = _numeric(trials, "epochs").groupby(config_ids, sort=False).max()
-    table["full_budget"] = (table["all_folds_ended"] & ~table["stopped_early"]
-                            & (table["epochs_trained_min"] >= planned.reindex(table.index))).astype(bool)
+    _add_budget_columns(table, trials, done, n_folds)
 
     values = pd.DataFrame({name: _numeric(trials, name) for name in metrics}, index=trials.index)
     by_done = values[done].groupby(done_ids)

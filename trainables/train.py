@@ -71,8 +71,12 @@ def fit_fold(config: dict, data, *, report: Callable[[dict, Path | None], None],
 
     Calls `report(metrics, checkpoint_dir_or_None)` once per epoch; checkpoint folders are made
     under `checkpoint_root` (a temporary folder when None) and belong to the caller afterwards.
-    `resume_from` is a checkpoint folder to continue from. `feature_refs`: small feature caches
-    shared by the search ({cache key: (meta, fetch)}, fetch() returns the features; trainables/feature_share.py). Returns the trained Keras model."""
+    `resume_from` is a checkpoint folder to continue from. `feature_refs`: small feature caches shared by
+    the search ({cache key: (meta, fetch)}, fetch() returns the features; trainables/feature_share.py).
+    Returns the trained Keras model.
+
+    Over 60 lines on purpose: this is the one training loop (trials, pretraining and train-final all call
+    it), and it reads top to bottom as the recipe: data, model, loss, callbacks, fit."""
     from trainables.native_logs import import_tensorflow_quietly
 
     import_tensorflow_quietly()  # first in a trial worker: no native start-up lines on the terminal
