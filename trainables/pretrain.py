@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -179,8 +181,12 @@ def _with_folds(loaded, *, seed: int):
     has_folds = "fold" in manifest and "split" in manifest and (manifest["fold"] >= 0).any()
     if not has_folds:
         cv = manifest[manifest["split"] == "cv"] if "split" in manifest else manifest
-        folded = assign_folds(cv.drop(columns=["split", "fold"], errors="ignore"), n_folds=5,
-                              test_fraction=0.0, seed=seed, label_cols=list(categories))
+        with warnings.catch_warnings(record=True) as caught:  # rare categories: said in one line, not a traceback
+            warnings.simplefilter("always")
+            folded = assign_folds(cv.drop(columns=["split", "fold"], errors="ignore"), n_folds=5,
+                                  test_fraction=0.0, seed=seed, label_cols=list(categories))
+        for warning in caught:
+            print(f"pretrain: {warning.message}", file=sys.stderr, flush=True)
         manifest = manifest.copy()
         manifest["split"], manifest["fold"] = "test", -1
         manifest.loc[folded.index, "split"] = "cv"
