@@ -108,3 +108,32 @@ def test_pretrained_card_is_checked_before_loading(tmp_path):
         build_model(config(source_weights="chestxray8", weights_dir=str(tmp_path)))
     with pytest.raises(WeightsError, match="cxrtune pretrain --backbone resnet50 --source imagenet-I"):
         build_model(config(source_weights="imagenet-I+chestxray8", weights_dir=str(tmp_path)))
+
+
+def test_a_weight_file_is_read_once_per_process_until_it_changes(tmp_path, monkeypatch):
+    # A reused Tune worker builds many trials' models from one source: the second build takes the values from
+    # memory, and a rewritten file is read again.
+    import keras
+
+    def saved_backbone(seed):
+        backbone = get_backbone("resnet50").build((32, 32, 3))
+        for variable in backbone.weights:
+            variable.assign(np.random.default_rng(seed).normal(size=variable.shape).astype("float32"))
+        path = weights_file(tmp_path, "resnet50", "chestxray8")
+        backbone.save_weights(str(path))
+        write_card(tmp_path, WeightCard(
+            backbone="resnet50", source="chestxray8", source_dataset="test", initial_values="random",
+            frozen_depth="none", epochs=1, val_auc=0.5, sha256=sha256_of(path), image_size=32,
+            weights_file=path.name))
+        return backbone
+
+    reads = []
+    load_weights = keras.Model.load_weights
+    monkeypatch.setattr(keras.Model, "load_weights", lambda self, *a, **k: reads.append(1) or load_weights(self, *a, **k))
+    settings = config(source_weights="chestxray8", weights_dir=str(tmp_path))
+    for seed in (1, 2):
+        want = saved_backbone(seed)
+        for _ in range(2):
+            for got, expected in zip(backbone_of(build_model(settings)).weights, want.weights):
+                np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
+        assert len(reads) == seed  # one read per file version, not per build
