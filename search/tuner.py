@@ -235,11 +235,24 @@ def resume_search(name: str, out_dir, *, data=None, trainable=None, address: str
               storage=settings.storage_path if settings.experiment != TUNE_DIR else None,
               allow_unauthenticated_tracking=bool(settings.allow_unauthenticated_tracking))
     open_search_tracking(search_dir, settings.tracking_uri, settings.name, {})
-    tuner = tune.Tuner.restore(experiment_path, trainable=_trainable(trainable, handle, settings),
+    from search.feature_share import share_features  # the unfinished trials' small caches, as at the start
+
+    feature_refs = {} if trainable is not None else share_features(
+        unfinished_trial_configs(experiment_path), handle, cpus=float(settings.cpus_per_trial),
+        gpus=float(settings.gpus_per_trial))
+    tuner = tune.Tuner.restore(experiment_path, trainable=_trainable(trainable, handle, settings, feature_refs),
                                resume_unfinished=True, resume_errored=True)
     print(f"resuming search {name} from {experiment_path}", flush=True)
     tuner.fit()
     return finish_search(search_dir)
+
+
+def unfinished_trial_configs(experiment_path: str) -> list[dict]:
+    """The trial configs of a saved Tune experiment's trials that have not finished (what a resume runs)."""
+    from ray.tune import ExperimentAnalysis
+
+    return [trial.config[TRIAL_CONFIG_KEY] for trial in ExperimentAnalysis(experiment_path).trials
+            if trial.status != "TERMINATED"]
 
 
 def finish_search(search_dir: Path) -> Path:

@@ -71,6 +71,14 @@ def saved_terminated_trials(out_dir: Path) -> set[str]:
     return keys
 
 
+def all_trial_keys(out_dir: Path) -> set[str]:
+    """Every trial key in Tune's saved experiment state, finished or not."""
+    (path,) = (out_dir / "killed" / "tune").glob("experiment_state-*.json")
+    trials = [json.loads(state) for state, _ in json.loads(path.read_text())["trial_data"]]
+    return {f"{trial['config']['trial_config']['config_id']}/{trial['config']['trial_config']['fold']}"
+            for trial in trials}
+
+
 def finished_runs(out_dir: Path) -> set[str]:
     runs_file = out_dir / "killed" / "mlflow_runs.json"
     if not runs_file.is_file():
@@ -82,7 +90,7 @@ def finished_runs(out_dir: Path) -> set[str]:
 
 @pytest.mark.slow
 def test_resume_after_sigkill_reruns_nothing_finished_and_duplicates_no_run(ray_local, tmp_path):
-    from search.tuner import resume_search
+    from search.tuner import resume_search, unfinished_trial_configs
 
     out_dir, log_dir = tmp_path / "out", tmp_path / "log"
     log_dir.mkdir()
@@ -103,6 +111,11 @@ def test_resume_after_sigkill_reruns_nothing_finished_and_duplicates_no_run(ray_
     done_before_kill = finished_runs(out_dir)
     starts_before = (log_dir / "starts.txt").read_text().splitlines()
     assert 2 <= len(done_before_kill) < 4
+
+    # What a resume shares small feature caches for (search/feature_share.py): the trials left to run.
+    left = {f"{config['config_id']}/{config['fold']}" for config in
+            unfinished_trial_configs(str(out_dir / "killed" / "tune"))}
+    assert left and left == {key for key in all_trial_keys(out_dir) if key not in saved_terminated_trials(out_dir)}
 
     pickle_by_value()
     resume_search("killed", out_dir, trainable=scripted_fold)
