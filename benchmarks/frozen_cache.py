@@ -21,7 +21,7 @@ their images' statistics. Both wall and CPU seconds are reported (CPU seconds st
 machine, wall seconds do not).
 
 The defaults (64 images) finish in under 10 minutes on 2 idle CPU cores (7 min 43 s measured). The issue's
-sizing for its aims, `--images 400`, took 29 minutes there: per-fold fixed costs (model build and tracing,
+sizing for its aims, `--images 400`, took 28.5 minutes there: per-fold fixed costs (model build and tracing,
 ~20-30 s per uncached ResNet50 fold on 2 cores) weigh more the fewer images there are, so method A's
 speed-up is smaller at the defaults (docs/trainables.md has both runs' figures).
 
