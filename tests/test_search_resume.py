@@ -57,26 +57,22 @@ def kill_session(process: subprocess.Popen) -> None:
                 pass
 
 
-def saved_terminated_trials(out_dir: Path) -> set[str]:
-    """Trial keys ("<config_id>/<fold>") that Tune's saved experiment state, the file a resume reads, lists as
-    TERMINATED; empty while none is saved (or while a copy is half-written)."""
-    keys: set[str] = set()
+def saved_trial_statuses(out_dir: Path) -> dict[str, str]:
+    """{trial key ("<config_id>/<fold>"): status} from Tune's saved experiment state, the file a resume reads;
+    empty while none is saved (or while a copy is half-written)."""
+    statuses: dict[str, str] = {}
     for path in (out_dir / "killed" / "tune").glob("experiment_state-*.json"):
         try:
             trials = [json.loads(state) for state, _ in json.loads(path.read_text())["trial_data"]]
         except (OSError, ValueError, KeyError):
-            return set()
-        keys |= {f"{trial['config']['trial_config']['config_id']}/{trial['config']['trial_config']['fold']}"
-                 for trial in trials if trial.get("status") == "TERMINATED"}
-    return keys
+            return {}
+        statuses.update({f"{trial['config']['trial_config']['config_id']}/{trial['config']['trial_config']['fold']}":
+                         trial.get("status") for trial in trials})
+    return statuses
 
 
-def all_trial_keys(out_dir: Path) -> set[str]:
-    """Every trial key in Tune's saved experiment state, finished or not."""
-    (path,) = (out_dir / "killed" / "tune").glob("experiment_state-*.json")
-    trials = [json.loads(state) for state, _ in json.loads(path.read_text())["trial_data"]]
-    return {f"{trial['config']['trial_config']['config_id']}/{trial['config']['trial_config']['fold']}"
-            for trial in trials}
+def saved_terminated_trials(out_dir: Path) -> set[str]:
+    return {key for key, status in saved_trial_statuses(out_dir).items() if status == "TERMINATED"}
 
 
 def finished_runs(out_dir: Path) -> set[str]:
@@ -115,7 +111,7 @@ def test_resume_after_sigkill_reruns_nothing_finished_and_duplicates_no_run(ray_
     # What a resume shares small feature caches for (search/feature_share.py): the trials left to run.
     left = {f"{config['config_id']}/{config['fold']}" for config in
             unfinished_trial_configs(str(out_dir / "killed" / "tune"))}
-    assert left and left == {key for key in all_trial_keys(out_dir) if key not in saved_terminated_trials(out_dir)}
+    assert left and left == {key for key, status in saved_trial_statuses(out_dir).items() if status != "TERMINATED"}
 
     pickle_by_value()
     resume_search("killed", out_dir, trainable=scripted_fold)
